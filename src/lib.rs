@@ -1,0 +1,2 @@
+//! payguard: placeholder while the crate is assembled.
+#![forbid(unsafe_code)]
