@@ -1,2 +1,27 @@
-//! payguard: placeholder while the crate is assembled.
+//! payguard: a sidecar that makes calls to a payment API safe to retry.
+//!
+//! The app points its Stripe base URL at payguard's proxy listener; payguard forwards each
+//! request to the configured upstream over TLS. The pieces, in the order a request meets them:
+//!
+//! - [`server`] accepts connections and drains them on shutdown;
+//! - [`proxy`] is the request path, read top to bottom: route, refuse, buffer, forward, record;
+//! - [`route`] names the request from the config's method + path patterns;
+//! - [`headers`] decides which headers cross the hop;
+//! - [`upstream`] is the pooled rustls client;
+//! - [`error`] holds the one error enum and its one mapping to Stripe-shaped responses;
+//! - [`metrics`] and [`admin`] expose what happened on a separate admin listener.
+//!
+//! [`config`] loads and validates the TOML file everything above is built from. [`double`] is a
+//! faithful test double of the provider, used by the tests, the benchmarks and the demo.
 #![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod headers;
+pub mod metrics;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;

@@ -1,1 +1,105 @@
-fn main(){}
+//! The `payguard` command: run the sidecar, or check a config file without running it.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use payguard::config::{Config, ConfigError};
+use payguard::server::Server;
+
+/// A sidecar that makes calls to a payment API (Stripe first) safe to retry.
+///
+/// Point your app's Stripe base URL at payguard's proxy listener (http://127.0.0.1:8080 by
+/// default); payguard forwards every call to the upstream named in the config over TLS.
+#[derive(Parser)]
+#[command(name = "payguard", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the sidecar: the proxy listener for the app and the admin listener for probes and
+    /// metrics. Stops on SIGTERM or SIGINT after draining in-flight requests.
+    Run {
+        /// The configuration file.
+        #[arg(long, short, env = "PAYGUARD_CONFIG", default_value = "config.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit: 0 when it is valid, 1 with each problem's key
+    /// and line otherwise.
+    Check {
+        /// The configuration file.
+        #[arg(long, short, env = "PAYGUARD_CONFIG", default_value = "config.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => report(&e),
+        },
+        Command::Run { config } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => return report(&e),
+            };
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("payguard: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn report(e: &ConfigError) -> ExitCode {
+    eprintln!("payguard: {e}");
+    ExitCode::FAILURE
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    payguard::telemetry::init(config.log_format, &config.log_level)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let server = Server::bind(&config).await?;
+        server.run(shutdown_signal()).await
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,78 @@
+//! The admin listener: health, readiness and metrics, kept apart from the proxy port so that
+//! probes and scrapes never queue behind payment traffic and the app cannot reach them by
+//! accident through its Stripe base URL.
+//!
+//! Readiness is a latch: it is set once both listeners are bound and the upstream client is
+//! built, and cleared when shutdown begins so that Kubernetes stops routing new work to a
+//! draining pod while `/healthz` still says the process is alive.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::proxy::ProxyState;
+
+/// Whether payguard should receive traffic. Shared between the server and the admin handler.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Answers one admin request.
+pub fn handle<B>(
+    request: &Request<B>,
+    state: &ProxyState,
+    ready: &Readiness,
+) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if ready.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, &state.metrics().render());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /healthz, /readyz or /metrics\n",
+        ),
+    }
+}
+
+/// `handle` in the shape hyper's `service_fn` wants.
+pub async fn serve<B>(
+    request: Request<B>,
+    state: Arc<ProxyState>,
+    ready: Readiness,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(handle(&request, &state, &ready))
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,230 @@
+//! The sidecar's configuration: one TOML file, typed and validated when it is loaded.
+//!
+//! Loading has two stages. Serde turns the text into the raw types below; `deny_unknown_fields`
+//! makes a misspelt key an error instead of a silently ignored default. Then [`validate`] checks
+//! what types alone cannot (a URL's scheme, a route pattern, unique names) and turns the raw types
+//! into the [`Config`] the rest of payguard uses. Every problem is reported with the dotted key
+//! and the line it sits on, so `payguard check` can point at the exact spot in the file.
+
+mod duration;
+mod location;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec, UpstreamSpec};
+
+/// A problem in a configuration file, located by key and line where that is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// The dotted path of the offending key, e.g. `route[2].match`; empty for syntax errors.
+    pub key: String,
+    /// The 1-based line in the file, when the key could be found there.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.key.is_empty()) {
+            (Some(line), false) => write!(f, "line {line}: `{}`: {}", self.key, self.message),
+            (Some(line), true) => write!(f, "line {line}: {}", self.message),
+            (None, false) => write!(f, "`{}`: {}", self.key, self.message),
+            (None, true) => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} problem(s) in {origin}:\n{}", issues.len(), render(issues))]
+    Invalid {
+        origin: String,
+        issues: Vec<ConfigIssue>,
+    },
+}
+
+fn render(issues: &[ConfigIssue]) -> String {
+    let lines: Vec<String> = issues.iter().map(|i| format!("  - {i}")).collect();
+    lines.join("\n")
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string(), path.parent())
+    }
+
+    /// Parses and validates `text`. `origin` names the source in messages; relative file paths
+    /// in the config (such as a CA file) are resolved against `base_dir`.
+    pub fn parse(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
+        let invalid = |issues| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            issues,
+        };
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| invalid(vec![syntax_issue(text, &e)]))?;
+        validate::validate(raw, base_dir.unwrap_or(Path::new("."))).map_err(|mut issues| {
+            issues = location::locate(text, issues);
+            issues.sort_by_key(|i| i.line);
+            invalid(issues)
+        })
+    }
+}
+
+/// Turns a serde/TOML error into an issue, naming the key found at the error's span.
+fn syntax_issue(text: &str, err: &toml::de::Error) -> ConfigIssue {
+    let span = err.span();
+    let key = span
+        .clone()
+        .and_then(|s| location::path_at(text, s.start))
+        .unwrap_or_default();
+    ConfigIssue {
+        key,
+        line: span.map(|s| location::line_of(text, s.start)),
+        message: err.message().trim().to_owned(),
+    }
+}
+
+/// The file as serde sees it. Every table refuses keys it does not know.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub listen: RawListen,
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    #[serde(default = "defaults::proxy_addr")]
+    pub proxy: SocketAddr,
+    #[serde(default = "defaults::admin_addr")]
+    pub admin: SocketAddr,
+}
+
+impl Default for RawListen {
+    fn default() -> Self {
+        RawListen {
+            proxy: defaults::proxy_addr(),
+            admin: defaults::admin_addr(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub url: String,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "defaults::connect_timeout", with = "duration")]
+    pub connect_timeout: Duration,
+    #[serde(default = "defaults::response_timeout", with = "duration")]
+    pub response_timeout: Duration,
+    #[serde(default = "defaults::pool_idle_timeout", with = "duration")]
+    pub pool_idle_timeout: Duration,
+    #[serde(default = "defaults::pool_max_idle")]
+    pub pool_max_idle_per_host: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    #[serde(default = "defaults::max_request_body")]
+    pub max_request_body_bytes: usize,
+    #[serde(default = "defaults::drain_timeout", with = "duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            max_request_body_bytes: defaults::max_request_body(),
+            drain_timeout: defaults::drain_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    #[serde(default = "defaults::log_format")]
+    pub format: String,
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: defaults::log_format(),
+            level: defaults::log_level(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub pattern: String,
+}
+
+/// Defaults, in one place so the documented values in `config.toml` have a single source.
+mod defaults {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    pub fn proxy_addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn admin_addr() -> SocketAddr {
+        SocketAddr::from(([0, 0, 0, 0], 9090))
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn response_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn pool_idle_timeout() -> Duration {
+        Duration::from_secs(90)
+    }
+    pub fn pool_max_idle() -> usize {
+        32
+    }
+    pub fn max_request_body() -> usize {
+        1024 * 1024
+    }
+    pub fn drain_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn log_format() -> String {
+        "human".into()
+    }
+    pub fn log_level() -> String {
+        "info".into()
+    }
+}

@@ -1,0 +1,224 @@
+//! From raw serde types to the typed [`Config`]: every check that types alone cannot express.
+//!
+//! Validation collects all problems instead of stopping at the first, so one run of
+//! `payguard check` shows everything that needs fixing.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use super::{ConfigIssue, RawConfig, RawUpstream};
+use crate::route::RoutePattern;
+
+/// A validated configuration. Everything in it has been checked; the request path trusts it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub upstream: UpstreamSpec,
+    pub max_request_body: usize,
+    pub drain_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub routes: Vec<RouteSpec>,
+}
+
+/// Where requests go and how connections to it behave.
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Extra trust anchors beside the webpki roots, for private or test upstreams.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// A named route: which requests it covers. Policies attach to it in later layers.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: String,
+    pub pattern: RoutePattern,
+}
+
+/// The name under which requests that match no route are counted.
+pub const DEFAULT_ROUTE: &str = "default";
+
+pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigIssue>> {
+    let mut issues = Vec::new();
+    let mut issue = |key: String, message: String| {
+        issues.push(ConfigIssue {
+            key,
+            line: None,
+            message,
+        })
+    };
+
+    let upstream = upstream(&raw.upstream, base_dir, &mut issue);
+
+    if raw.server.max_request_body_bytes == 0 {
+        issue(
+            "server.max_request_body_bytes".into(),
+            "must be greater than 0".into(),
+        );
+    }
+    if raw.listen.proxy == raw.listen.admin {
+        issue(
+            "listen.admin".into(),
+            "must differ from listen.proxy".into(),
+        );
+    }
+    let log_format = match raw.log.format.as_str() {
+        "human" => LogFormat::Human,
+        "json" => LogFormat::Json,
+        other => {
+            issue(
+                "log.format".into(),
+                format!("expected \"human\" or \"json\", got {other:?}"),
+            );
+            LogFormat::Human
+        }
+    };
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
+        issue("log.level".into(), format!("not a valid filter: {e}"));
+    }
+
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    let mut names = HashSet::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let valid_name = !r.name.is_empty()
+            && r.name.len() <= 64
+            && r.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid_name {
+            issue(
+                format!("route[{i}].name"),
+                "must be 1-64 characters of a-z, 0-9 and _ (it becomes a metric label)".into(),
+            );
+        } else if r.name == DEFAULT_ROUTE {
+            issue(
+                format!("route[{i}].name"),
+                format!("{DEFAULT_ROUTE:?} is reserved for unmatched requests"),
+            );
+        } else if !names.insert(r.name.clone()) {
+            issue(
+                format!("route[{i}].name"),
+                format!("route name {:?} is used twice", r.name),
+            );
+        }
+        match RoutePattern::parse(&r.pattern) {
+            Ok(pattern) => routes.push(RouteSpec {
+                name: r.name.clone(),
+                pattern,
+            }),
+            Err(e) => issue(format!("route[{i}].match"), e),
+        }
+    }
+
+    match upstream {
+        Some(upstream) if issues.is_empty() => Ok(Config {
+            proxy_addr: raw.listen.proxy,
+            admin_addr: raw.listen.admin,
+            upstream,
+            max_request_body: raw.server.max_request_body_bytes,
+            drain_timeout: raw.server.drain_timeout,
+            log_format,
+            log_level: raw.log.level,
+            routes,
+        }),
+        _ => Err(issues),
+    }
+}
+
+fn upstream(
+    raw: &RawUpstream,
+    base_dir: &Path,
+    issue: &mut impl FnMut(String, String),
+) -> Option<UpstreamSpec> {
+    let mut ok = true;
+    let mut check_positive = |key: &str, d: Duration| {
+        if d.is_zero() {
+            issue(format!("upstream.{key}"), "must be greater than 0".into());
+            ok = false;
+        }
+    };
+    check_positive("connect_timeout", raw.connect_timeout);
+    check_positive("response_timeout", raw.response_timeout);
+
+    let extra_roots = match &raw.ca_file {
+        None => Vec::new(),
+        Some(file) => match read_ca_file(&base_dir.join(file)) {
+            Ok(certs) => certs,
+            Err(e) => {
+                issue("upstream.ca_file".into(), e);
+                ok = false;
+                Vec::new()
+            }
+        },
+    };
+
+    let (scheme, authority) = match parse_origin(&raw.url) {
+        Ok(origin) => origin,
+        Err(e) => {
+            issue("upstream.url".into(), e);
+            return None;
+        }
+    };
+    ok.then_some(UpstreamSpec {
+        scheme,
+        authority,
+        extra_roots,
+        connect_timeout: raw.connect_timeout,
+        response_timeout: raw.response_timeout,
+        pool_idle_timeout: raw.pool_idle_timeout,
+        pool_max_idle_per_host: raw.pool_max_idle_per_host,
+    })
+}
+
+/// The upstream is an origin: scheme and authority, nothing else. payguard keeps the request's
+/// own path, so a path here would silently change every URL; it is refused instead.
+fn parse_origin(url: &str) -> Result<(Scheme, Authority), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let scheme = uri
+        .scheme()
+        .cloned()
+        .ok_or("needs a scheme, https:// or http://")?;
+    if scheme != Scheme::HTTPS && scheme != Scheme::HTTP {
+        return Err(format!("scheme must be https or http, got {scheme}"));
+    }
+    let authority = uri.authority().cloned().ok_or("needs a host")?;
+    if authority.as_str().contains('@') {
+        return Err("must not carry credentials".into());
+    }
+    match uri.path_and_query().map(|p| p.as_str()) {
+        None | Some("/") | Some("") => Ok((scheme, authority)),
+        Some(other) => Err(format!(
+            "must be an origin without a path or query, got {other:?}"
+        )),
+    }
+}
+
+fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no CERTIFICATE block", path.display()));
+    }
+    Ok(certs)
+}

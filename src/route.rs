@@ -1,0 +1,191 @@
+//! Matching a request to a named route by method and path pattern.
+//!
+//! Routes are what operators reason about ("confirming a payment intent", "creating a refund"),
+//! so metrics and, later, retry policies hang off their names. A pattern is a method (or `*`)
+//! and a path whose segments are literals or `*`:
+//!
+//! - `*` in the middle of a path stands for exactly one segment, so
+//!   `POST /v1/payment_intents/*/confirm` matches any payment intent id;
+//! - `*` as the last segment stands for the rest of the path (one or more segments), so
+//!   `GET /v1/*` covers every read.
+//!
+//! The first matching route wins, in file order; a request that matches none falls to the
+//! default route. Matching is a linear scan over a handful of routes, which is cheaper than any
+//! index at the sizes a sidecar config has.
+
+use http::Method;
+
+use crate::config::{DEFAULT_ROUTE, RouteSpec};
+
+/// A parsed `METHOD /path/pattern`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePattern {
+    method: Option<Method>,
+    segments: Vec<Segment>,
+    /// True when the last segment is `*`, which then swallows the rest of the path.
+    open_ended: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Any,
+}
+
+impl RoutePattern {
+    /// Parses `"POST /v1/refunds"`; the error says what is wrong in words fit for `payguard check`.
+    pub fn parse(text: &str) -> Result<RoutePattern, String> {
+        let mut parts = text.split_whitespace();
+        let (Some(method), Some(path), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("expected \"METHOD /path\", got {text:?}"));
+        };
+        let method = match method {
+            "*" => None,
+            m if m.chars().all(|c| c.is_ascii_uppercase()) => {
+                Some(Method::from_bytes(m.as_bytes()).map_err(|_| format!("bad method {m:?}"))?)
+            }
+            m => return Err(format!("method {m:?} must be upper case, or * for any")),
+        };
+        let Some(rest) = path.strip_prefix('/') else {
+            return Err(format!("path {path:?} must start with /"));
+        };
+        let mut segments: Vec<Segment> = Vec::new();
+        for seg in rest.split('/').filter(|s| !s.is_empty()) {
+            segments.push(match seg {
+                "*" => Segment::Any,
+                s if s.contains('*') => {
+                    return Err(format!("segment {s:?}: * must stand alone in a segment"));
+                }
+                s => Segment::Literal(s.to_owned()),
+            });
+        }
+        let open_ended = segments.last() == Some(&Segment::Any);
+        if open_ended {
+            segments.pop();
+        }
+        Ok(RoutePattern {
+            method,
+            segments,
+            open_ended,
+        })
+    }
+
+    pub fn matches(&self, method: &Method, path: &str) -> bool {
+        if self.method.as_ref().is_some_and(|m| m != method) {
+            return false;
+        }
+        let mut parts = path.split('/').filter(|s| !s.is_empty());
+        for seg in &self.segments {
+            match (seg, parts.next()) {
+                (_, None) => return false,
+                (Segment::Any, Some(_)) => {}
+                (Segment::Literal(lit), Some(part)) if lit == part => {}
+                _ => return false,
+            }
+        }
+        // An open end needs at least one more segment; a closed pattern needs none.
+        parts.next().is_some() == self.open_ended
+    }
+}
+
+/// The routes of a config, in the order they are tried.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    routes: Vec<RouteSpec>,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<RouteSpec>) -> RouteTable {
+        RouteTable { routes }
+    }
+
+    /// The name of the first route that matches, or the default route's.
+    pub fn name_for(&self, method: &Method, path: &str) -> &str {
+        self.routes
+            .iter()
+            .find(|r| r.pattern.matches(method, path))
+            .map_or(DEFAULT_ROUTE, |r| r.name.as_str())
+    }
+
+    /// Every route name, the default included: metrics pre-register one series per route.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.routes
+            .iter()
+            .map(|r| r.name.as_str())
+            .chain([DEFAULT_ROUTE])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pattern: &str, method: Method, path: &str) -> bool {
+        RoutePattern::parse(pattern).unwrap().matches(&method, path)
+    }
+
+    #[test]
+    fn literal_and_single_segment_wildcards() {
+        let p = "POST /v1/payment_intents/*/confirm";
+        assert!(m(p, Method::POST, "/v1/payment_intents/pi_123/confirm"));
+        assert!(!m(p, Method::GET, "/v1/payment_intents/pi_123/confirm"));
+        assert!(!m(p, Method::POST, "/v1/payment_intents/pi_123"));
+        assert!(!m(p, Method::POST, "/v1/payment_intents/pi_123/confirm/x"));
+        assert!(m("POST /v1/refunds", Method::POST, "/v1/refunds"));
+        assert!(!m("POST /v1/refunds", Method::POST, "/v1/refunds/re_1"));
+    }
+
+    #[test]
+    fn trailing_wildcard_takes_the_rest() {
+        assert!(m("GET /v1/*", Method::GET, "/v1/payment_intents"));
+        assert!(m("GET /v1/*", Method::GET, "/v1/payment_intents/pi_1"));
+        assert!(!m("GET /v1/*", Method::GET, "/v1"));
+        assert!(m("* /*", Method::DELETE, "/anything/at/all"));
+    }
+
+    #[test]
+    fn bad_patterns_are_explained() {
+        assert!(
+            RoutePattern::parse("/v1/refunds")
+                .unwrap_err()
+                .contains("METHOD /path")
+        );
+        assert!(
+            RoutePattern::parse("post /v1")
+                .unwrap_err()
+                .contains("upper case")
+        );
+        assert!(
+            RoutePattern::parse("GET v1")
+                .unwrap_err()
+                .contains("start with /")
+        );
+        assert!(
+            RoutePattern::parse("GET /v1/pi_*")
+                .unwrap_err()
+                .contains("stand alone")
+        );
+    }
+
+    #[test]
+    fn first_match_wins_and_unmatched_falls_to_default() {
+        let spec = |name: &str, p: &str| RouteSpec {
+            name: name.into(),
+            pattern: RoutePattern::parse(p).unwrap(),
+        };
+        let table = RouteTable::new(vec![
+            spec("confirm", "POST /v1/payment_intents/*/confirm"),
+            spec("writes", "POST /*"),
+        ]);
+        assert_eq!(
+            table.name_for(&Method::POST, "/v1/payment_intents/pi_1/confirm"),
+            "confirm"
+        );
+        assert_eq!(table.name_for(&Method::POST, "/v1/refunds"), "writes");
+        assert_eq!(table.name_for(&Method::GET, "/v1/refunds"), DEFAULT_ROUTE);
+        assert_eq!(
+            table.names().collect::<Vec<_>>(),
+            ["confirm", "writes", "default"]
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! Listeners and connection lifecycles: accept, serve, and drain on shutdown.
+//!
+//! [`Server::run`] takes its shutdown signal as a future, as mini-redis does, so tests start
+//! the whole sidecar in-process on `127.0.0.1:0` and stop it when they like; `main` passes
+//! SIGTERM/SIGINT. On shutdown payguard stops accepting, reports not-ready, lets in-flight
+//! requests finish up to the drain timeout, and only then returns.
+
+use std::any::Any;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use http::Response;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::admin::{self, Readiness};
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::proxy::{ProxyBody, ProxyState};
+
+pub struct Server {
+    proxy: TcpListener,
+    admin: TcpListener,
+    proxy_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    drain_timeout: Duration,
+    state: Arc<ProxyState>,
+    ready: Readiness,
+}
+
+impl Server {
+    /// Binds the addresses the config names.
+    pub async fn bind(config: &Config) -> anyhow::Result<Server> {
+        let proxy = TcpListener::bind(config.proxy_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (listen.proxy)", config.proxy_addr))?;
+        let admin = TcpListener::bind(config.admin_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (listen.admin)", config.admin_addr))?;
+        Server::with_listeners(config, proxy, admin)
+    }
+
+    /// Uses listeners bound by the caller, e.g. on port 0 in tests.
+    pub fn with_listeners(
+        config: &Config,
+        proxy: TcpListener,
+        admin: TcpListener,
+    ) -> anyhow::Result<Server> {
+        Ok(Server {
+            proxy_addr: proxy.local_addr()?,
+            admin_addr: admin.local_addr()?,
+            proxy,
+            admin,
+            drain_timeout: config.drain_timeout,
+            state: Arc::new(ProxyState::new(config)?),
+            ready: Readiness::default(),
+        })
+    }
+
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        let admin_task = tokio::spawn(serve_admin(
+            self.admin,
+            self.state.clone(),
+            self.ready.clone(),
+        ));
+        self.ready.set(true);
+        tracing::info!(proxy = %self.proxy_addr, admin = %self.admin_addr, "payguard is serving");
+
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.proxy.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Usually out of file descriptors: pause instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Some(local) = prepare(&stream) else {
+                continue;
+            };
+            let service = ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(panic_response))
+                .service_fn({
+                    let state = self.state.clone();
+                    move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(state.handle(request, local).await) }
+                    }
+                });
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "client connection ended with an error");
+                }
+            });
+        }
+
+        self.ready.set(false);
+        drop(self.proxy);
+        tracing::info!(timeout = ?self.drain_timeout, "shutting down: draining in-flight requests");
+        if tokio::time::timeout(self.drain_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timeout reached; closing the remaining connections");
+        } else {
+            tracing::info!("drained");
+        }
+        admin_task.abort();
+        Ok(())
+    }
+}
+
+/// Per-connection socket setup; returns the local address requests arrived on.
+fn prepare(stream: &TcpStream) -> Option<SocketAddr> {
+    // Payment calls are small request/response exchanges: Nagle only adds latency.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+    stream.local_addr().ok()
+}
+
+/// A panic in the request path becomes payguard's own 500 instead of a dropped connection.
+fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response<ProxyBody> {
+    tracing::error!("request handler panicked");
+    ProxyError::Internal.into_response()
+}
+
+async fn serve_admin(listener: TcpListener, state: Arc<ProxyState>, ready: Readiness) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (state, ready) = (state.clone(), ready.clone());
+        let service = hyper::service::service_fn(move |request| {
+            admin::serve(request, state.clone(), ready.clone())
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,110 @@
+//! The connection to the provider: a pooled hyper-util client speaking TLS through rustls.
+//!
+//! One client per upstream, built once and shared, so keep-alive connections (and the TLS
+//! handshakes they cost) are reused across requests. Trust comes from the webpki roots plus an
+//! optional extra CA file, which lets tests and private deployments use their own CA without
+//! turning verification off. A plain `http://` upstream is allowed for local doubles and
+//! benchmarks; production configs point at `https://`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::UpstreamSpec;
+use crate::error::ProxyError;
+
+/// A shared, pooled client for one upstream origin.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    scheme: Scheme,
+    authority: Authority,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(spec: &UpstreamSpec) -> Result<Upstream, rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for cert in &spec.extra_roots {
+            roots.add(cert.clone())?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+        let mut http = HttpConnector::new();
+        // The https connector below wraps this one; it must accept https:// URIs too.
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(spec.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(spec.pool_idle_timeout)
+            .pool_max_idle_per_host(spec.pool_max_idle_per_host)
+            .build(connector);
+        Ok(Upstream {
+            client,
+            scheme: spec.scheme.clone(),
+            authority: spec.authority.clone(),
+            response_timeout: spec.response_timeout,
+        })
+    }
+
+    /// The upstream URI for a request's path and query. Only the configured origin is ever
+    /// used: whatever authority the app's request named has been checked and dropped by then.
+    pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query.map_or("/", |p| p.as_str()))
+            .build()
+    }
+
+    /// Sends one request and waits for the response head, within the response timeout.
+    /// The body streams afterwards, outside that timeout, so large replies are not cut short.
+    pub async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+            Err(_) => Err(ProxyError::UpstreamTimeout(self.response_timeout)),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if e.is_connect() => Err(ProxyError::UpstreamConnect(error_chain(&e))),
+            Ok(Err(e)) => Err(ProxyError::UpstreamIo(error_chain(&e))),
+        }
+    }
+}
+
+/// The error and its causes on one line. Client errors carry no headers or bodies, so this
+/// is safe to log and to return to the app.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
