@@ -155,6 +155,8 @@ pub(crate) struct RawServer {
     pub max_request_body_bytes: usize,
     #[serde(default = "defaults::drain_timeout", with = "duration")]
     pub drain_timeout: Duration,
+    #[serde(default)]
+    pub worker_threads: usize,
 }
 
 impl Default for RawServer {
@@ -162,6 +164,7 @@ impl Default for RawServer {
         RawServer {
             max_request_body_bytes: defaults::max_request_body(),
             drain_timeout: defaults::drain_timeout(),
+            worker_threads: 0,
         }
     }
 }

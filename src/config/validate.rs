@@ -23,6 +23,8 @@ pub struct Config {
     pub upstream: UpstreamSpec,
     pub max_request_body: usize,
     pub drain_timeout: Duration,
+    /// Runtime worker threads; 0 means one per CPU core.
+    pub worker_threads: usize,
     pub log_format: LogFormat,
     pub log_level: String,
     pub routes: Vec<RouteSpec>,
@@ -136,6 +138,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             upstream,
             max_request_body: raw.server.max_request_body_bytes,
             drain_timeout: raw.server.drain_timeout,
+            worker_threads: raw.server.worker_threads,
             log_format,
             log_level: raw.log.level,
             routes,
