@@ -11,6 +11,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
 use crate::proxy::ProxyBody;
+use crate::retry::AttemptError;
 
 /// Header on every response payguard made itself, holding [`ProxyError::code`].
 pub const PAYGUARD_ERROR: &str = "payguard-error";
@@ -33,6 +34,18 @@ pub enum ProxyError {
     UpstreamTimeout(std::time::Duration),
     #[error("payguard failed internally while handling this request")]
     Internal,
+}
+
+/// An attempt's failure, when it is the last word: never sent means the upstream could not be
+/// reached; lost and timed out mean it was reached but did not answer.
+impl From<AttemptError> for ProxyError {
+    fn from(e: AttemptError) -> Self {
+        match e {
+            AttemptError::NotSent(detail) => ProxyError::UpstreamConnect(detail),
+            AttemptError::Lost(detail) => ProxyError::UpstreamIo(detail),
+            AttemptError::TimedOut(after) => ProxyError::UpstreamTimeout(after),
+        }
+    }
 }
 
 impl ProxyError {

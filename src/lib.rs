@@ -21,6 +21,7 @@ pub mod error;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;
+pub mod retry;
 pub mod route;
 pub mod server;
 pub mod telemetry;

@@ -7,10 +7,12 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{Response, StatusCode};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
+
+use crate::retry::{AttemptError, Observer, RetryReason, Stop};
 
 /// Who produced the response the app received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,11 @@ pub struct Metrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     in_flight: IntGauge,
+    attempts: IntCounterVec,
+    attempt_duration: HistogramVec,
+    retries: IntCounterVec,
+    retries_refused: IntCounterVec,
+    results: IntCounterVec,
 }
 
 impl Metrics {
@@ -66,6 +73,42 @@ impl Metrics {
         )?;
         let in_flight =
             IntGauge::new("payguard_requests_in_flight", "Requests being handled now.")?;
+        let attempts = IntCounterVec::new(
+            Opts::new(
+                "payguard_upstream_attempts_total",
+                "Attempts sent upstream, by route and outcome class.",
+            ),
+            &["route", "outcome"],
+        )?;
+        let attempt_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "payguard_upstream_attempt_duration_seconds",
+                "Time from sending one attempt to its response head or failure, by route.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "payguard_retries_total",
+                "Retries scheduled, by route and reason.",
+            ),
+            &["route", "reason"],
+        )?;
+        let retries_refused = IntCounterVec::new(
+            Opts::new(
+                "payguard_retries_refused_total",
+                "Retryable outcomes not retried because the budget or the deadline did not allow it.",
+            ),
+            &["route", "reason"],
+        )?;
+        let results = IntCounterVec::new(
+            Opts::new(
+                "payguard_request_results_total",
+                "Requests by route and final result: succeeded on the first attempt, after retries, or failed.",
+            ),
+            &["route", "result"],
+        )?;
         let build = IntGauge::with_opts(
             Opts::new("payguard_build_info", "Always 1; the version is a label.")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -78,11 +121,20 @@ impl Metrics {
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(build))?;
+        for family in [&attempts, &retries, &retries_refused, &results] {
+            registry.register(Box::new(family.clone()))?;
+        }
+        registry.register(Box::new(attempt_duration.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             duration,
             in_flight,
+            attempts,
+            attempt_duration,
+            retries,
+            retries_refused,
+            results,
         })
     }
 
@@ -102,6 +154,24 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Records how a request ended after `attempts` attempts.
+    pub fn result(&self, route: &str, status: StatusCode, attempts: u32) {
+        let result = match (status.is_success() || status.is_redirection(), attempts) {
+            (true, 1) => "succeeded_first_attempt",
+            (true, _) => "succeeded_after_retry",
+            (false, _) => "failed",
+        };
+        self.results.with_label_values(&[route, result]).inc();
+    }
+
+    /// The retry loop's observer for one request on `route`.
+    pub fn for_route<'a>(&'a self, route: &'a str) -> RouteObserver<'a> {
+        RouteObserver {
+            metrics: self,
+            route,
+        }
+    }
+
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -111,6 +181,43 @@ impl Metrics {
             tracing::error!(error = %e, "could not encode metrics");
         }
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Feeds the retry loop's events into the metric families of one route.
+pub struct RouteObserver<'a> {
+    metrics: &'a Metrics,
+    route: &'a str,
+}
+
+impl Observer for RouteObserver<'_> {
+    fn attempt<B>(&self, outcome: &Result<Response<B>, AttemptError>, elapsed: Duration) {
+        let class = match outcome {
+            Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            Ok(r) => status_class(r.status()),
+            Err(AttemptError::NotSent(_)) => "not_sent",
+            Err(AttemptError::Lost(_)) => "connection_lost",
+            Err(AttemptError::TimedOut(_)) => "timeout",
+        };
+        let m = self.metrics;
+        m.attempts.with_label_values(&[self.route, class]).inc();
+        m.attempt_duration
+            .with_label_values(&[self.route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    fn retry(&self, reason: RetryReason, _delay: Duration) {
+        self.metrics
+            .retries
+            .with_label_values(&[self.route, reason.label()])
+            .inc();
+    }
+
+    fn refused(&self, stop: Stop) {
+        self.metrics
+            .retries_refused
+            .with_label_values(&[self.route, stop.label()])
+            .inc();
     }
 }
 

@@ -1,51 +1,67 @@
 //! The request path, top to bottom.
 //!
-//! 1. Match the request to a route (or the default route).
+//! 1. Match the request to a route (or the default route), which brings its retry policy.
 //! 2. Refuse what payguard must never forward: CONNECT, absolute-form requests naming another
 //!    host, bodies over the buffer limit. Nothing reaches the upstream in those cases.
-//! 3. Buffer the body (bounded), so that later layers can replay it on a retry.
+//! 3. Buffer the body (bounded), so every attempt can send it again.
 //! 4. Rewrite the target to the configured upstream and strip hop-by-hop headers.
-//! 5. Send, and stream the response back with its own hop-by-hop headers stripped.
-//! 6. Count and log the outcome: one line per request, never headers or bodies.
+//! 5. Attempt, classify, back off and attempt again, within the route's attempts and deadline
+//!    and the upstream's retry budget (see [`crate::retry`]).
+//! 6. Stream the final response back with `Payguard-Attempts`, and count and log the outcome:
+//!    one line per request, never headers or bodies.
 //!
 //! Failures travel as [`ProxyError`] and become responses in exactly one place, at the end of
 //! [`ProxyState::handle`].
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use tower::retry::budget::TpsBudget;
 
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::{Metrics, Origin};
+use crate::retry::{self, AttemptError, Jitter, ProviderErrorCode};
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
 
 /// The body of every response payguard returns: the provider's streamed through, or its own.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
+/// Header on every response: how many upstream attempts the request took (0 when payguard
+/// refused it before sending anything).
+pub const PAYGUARD_ATTEMPTS: &str = "payguard-attempts";
+
+/// The largest error body read to find the provider's error code (only 409s need it).
+const ERROR_PEEK_LIMIT: usize = 64 * 1024;
+
 /// What the request path needs, shared by every connection behind an `Arc`.
 pub struct ProxyState {
     routes: RouteTable,
     upstream: Upstream,
     metrics: Metrics,
+    budget: TpsBudget,
+    jitter: Jitter,
     max_body: usize,
 }
 
 impl ProxyState {
     pub fn new(config: &Config) -> anyhow::Result<ProxyState> {
-        let routes = RouteTable::new(config.routes.clone());
+        let routes = RouteTable::new(config.routes.clone(), config.default_retry.clone());
         let metrics = Metrics::new(routes.names())?;
+        let b = config.retry_budget;
         Ok(ProxyState {
             upstream: Upstream::new(&config.upstream)?,
             routes,
             metrics,
+            budget: TpsBudget::new(b.window, b.min_per_second, b.ratio),
+            jitter: config.jitter_seed.map_or(Jitter::Random, Jitter::seeded),
             max_body: config.max_request_body,
         })
     }
@@ -62,55 +78,128 @@ impl ProxyState {
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let _in_flight = self.metrics.start();
-        let route = self.routes.name_for(request.method(), request.uri().path());
+        let route = self.routes.lookup(request.method(), request.uri().path());
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
 
-        let (response, origin) = match self.forward(request, local).await {
-            Ok(response) => (response, Origin::Upstream),
-            Err(err) => {
-                tracing::warn!(route, %method, path, error = %err, "payguard answered with an error");
-                (err.into_response(), Origin::Payguard)
+        let (mut response, attempts, origin) = match self.forward(request, local, route).await {
+            Ok((response, attempts)) => (response, attempts, Origin::Upstream),
+            Err((err, attempts)) => {
+                tracing::warn!(route = route.name, %method, path, attempts, error = %err, "payguard answered with an error");
+                (err.into_response(), attempts, Origin::Payguard)
             }
         };
+        response
+            .headers_mut()
+            .insert(PAYGUARD_ATTEMPTS, HeaderValue::from(attempts));
         let elapsed = started.elapsed();
-        self.metrics
-            .observe(route, response.status(), origin, elapsed);
+        let status = response.status();
+        self.metrics.observe(&route.name, status, origin, elapsed);
+        if attempts > 0 {
+            self.metrics.result(&route.name, status, attempts);
+        }
         tracing::info!(
-            route,
+            route = route.name,
             %method,
             path,
-            status = response.status().as_u16(),
+            status = status.as_u16(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
-            attempts = 1,
+            attempts,
             "request"
         );
         response
     }
 
+    /// Returns the response and the number of attempts it took, or the error and the number of
+    /// attempts made before payguard gave up.
     async fn forward(
         &self,
         request: Request<Incoming>,
         local: SocketAddr,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        refuse_foreign_target(&request, local)?;
+        route: &crate::config::RouteSpec,
+    ) -> Result<(Response<ProxyBody>, u32), (ProxyError, u32)> {
+        refuse_foreign_target(&request, local).map_err(|e| (e, 0))?;
         let (mut parts, body) = request.into_parts();
-        let body = read_body(&parts.headers, body, self.max_body).await?;
+        let body = read_body(&parts.headers, body, self.max_body)
+            .await
+            .map_err(|e| (e, 0))?;
 
         headers::for_upstream(&mut parts.headers);
-        parts.uri = self
+        let uri = self
             .upstream
             .uri_for(parts.uri.path_and_query())
-            .map_err(|e| ProxyError::BodyRead(format!("bad request target: {e}")))?;
-        // The upstream connection negotiates its own HTTP version; the app's is irrelevant.
-        parts.version = http::Version::HTTP_11;
-        let upstream_request = Request::from_parts(parts, Full::new(body));
+            .map_err(|e| (ProxyError::BodyRead(format!("bad request target: {e}")), 0))?;
+        let replay_safe = is_idempotent(&parts.method) || has_idempotency_key(&parts.headers);
 
-        let response = self.upstream.send(upstream_request).await?;
+        let observer = self.metrics.for_route(&route.name);
+        let finished = retry::send_with_retries(
+            &route.retry,
+            replay_safe,
+            &self.budget,
+            &self.jitter,
+            &observer,
+            |timeout| {
+                // Each attempt is built afresh from the buffered parts: same method, target,
+                // headers (idempotency key included) and body bytes every time.
+                let mut attempt = Request::new(body.clone());
+                *attempt.method_mut() = parts.method.clone();
+                *attempt.uri_mut() = uri.clone();
+                *attempt.headers_mut() = parts.headers.clone();
+                self.attempt(attempt, timeout)
+            },
+        )
+        .await;
+        match finished.outcome {
+            Ok(response) => Ok((response, finished.attempts)),
+            Err(e) => Err((ProxyError::from(e), finished.attempts)),
+        }
+    }
+
+    /// One upstream attempt. A 409's small error body is read so the retry policy can tell
+    /// `idempotency_key_in_use` from other conflicts; every other body streams untouched.
+    async fn attempt(
+        &self,
+        request: Request<Bytes>,
+        timeout: Duration,
+    ) -> Result<Response<ProxyBody>, AttemptError> {
+        let response = self.upstream.send(request, timeout).await?;
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body.boxed()))
+        if parts.status != StatusCode::CONFLICT {
+            return Ok(Response::from_parts(parts, body.boxed()));
+        }
+        let bytes = match Limited::new(body, ERROR_PEEK_LIMIT).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => return Err(AttemptError::Lost(format!("reading a 409 body: {e}"))),
+        };
+        if let Some(code) = error_code(&bytes) {
+            parts.extensions.insert(ProviderErrorCode(code));
+        }
+        Ok(Response::from_parts(
+            parts,
+            Full::new(bytes).map_err(|never| match never {}).boxed(),
+        ))
     }
+}
+
+/// Idempotent by definition (RFC 9110 9.2.2): repeating them has the effect of doing it once.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+fn has_idempotency_key(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("idempotency-key")
+        .is_some_and(|v| !v.is_empty())
+}
+
+/// The `error.code` of a Stripe-shaped error body, if it is one.
+fn error_code(body: &[u8]) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    json.get("error")?.get("code")?.as_str().map(str::to_owned)
 }
 
 /// payguard forwards only to its configured upstream. An absolute-form target is accepted only

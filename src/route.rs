@@ -16,6 +16,7 @@
 use http::Method;
 
 use crate::config::{DEFAULT_ROUTE, RouteSpec};
+use crate::retry::RetryPolicy;
 
 /// A parsed `METHOD /path/pattern`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,27 +93,38 @@ impl RoutePattern {
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     routes: Vec<RouteSpec>,
+    default: RouteSpec,
 }
 
 impl RouteTable {
-    pub fn new(routes: Vec<RouteSpec>) -> RouteTable {
-        RouteTable { routes }
+    /// The configured routes, in order, and the policy for requests none of them match.
+    pub fn new(routes: Vec<RouteSpec>, default_policy: RetryPolicy) -> RouteTable {
+        let default = RouteSpec {
+            name: DEFAULT_ROUTE.to_owned(),
+            pattern: RoutePattern {
+                method: None,
+                segments: Vec::new(),
+                open_ended: true,
+            },
+            retry: default_policy,
+        };
+        RouteTable { routes, default }
     }
 
-    /// The name of the first route that matches, or the default route's.
-    pub fn name_for(&self, method: &Method, path: &str) -> &str {
+    /// The first route that matches, or the default route.
+    pub fn lookup(&self, method: &Method, path: &str) -> &RouteSpec {
         self.routes
             .iter()
             .find(|r| r.pattern.matches(method, path))
-            .map_or(DEFAULT_ROUTE, |r| r.name.as_str())
+            .unwrap_or(&self.default)
     }
 
     /// Every route name, the default included: metrics pre-register one series per route.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.routes
             .iter()
+            .chain([&self.default])
             .map(|r| r.name.as_str())
-            .chain([DEFAULT_ROUTE])
     }
 }
 
@@ -169,20 +181,39 @@ mod tests {
 
     #[test]
     fn first_match_wins_and_unmatched_falls_to_default() {
+        let policy = crate::config::builtin_policy();
         let spec = |name: &str, p: &str| RouteSpec {
             name: name.into(),
             pattern: RoutePattern::parse(p).unwrap(),
+            retry: RetryPolicy {
+                max_attempts: 2,
+                ..policy.clone()
+            },
         };
-        let table = RouteTable::new(vec![
+        let routes = vec![
             spec("confirm", "POST /v1/payment_intents/*/confirm"),
             spec("writes", "POST /*"),
-        ]);
+        ];
+        let table = RouteTable::new(routes, policy.clone());
+        let name = |m, p| table.lookup(&m, p).name.as_str();
         assert_eq!(
-            table.name_for(&Method::POST, "/v1/payment_intents/pi_1/confirm"),
+            name(Method::POST, "/v1/payment_intents/pi_1/confirm"),
             "confirm"
         );
-        assert_eq!(table.name_for(&Method::POST, "/v1/refunds"), "writes");
-        assert_eq!(table.name_for(&Method::GET, "/v1/refunds"), DEFAULT_ROUTE);
+        assert_eq!(name(Method::POST, "/v1/refunds"), "writes");
+        assert_eq!(name(Method::GET, "/v1/refunds"), DEFAULT_ROUTE);
+        assert_eq!(
+            table
+                .lookup(&Method::POST, "/v1/refunds")
+                .retry
+                .max_attempts,
+            2
+        );
+        assert_eq!(
+            table.lookup(&Method::GET, "/").retry,
+            policy,
+            "default policy"
+        );
         assert_eq!(
             table.names().collect::<Vec<_>>(),
             ["confirm", "writes", "default"]

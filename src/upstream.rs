@@ -5,13 +5,22 @@
 //! optional extra CA file, which lets tests and private deployments use their own CA without
 //! turning verification off. A plain `http://` upstream is allowed for local doubles and
 //! benchmarks; production configs point at `https://`.
+//!
+//! [`Upstream::send`] also answers the question retries depend on: did the request leave?
+//! A connect failure (DNS, TCP, TLS) means it never did. Otherwise the request body is watched:
+//! if the connection failed before the whole body was handed to it, the provider cannot have
+//! received a complete request, so it cannot have acted on it.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -20,15 +29,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamSpec;
-use crate::error::ProxyError;
+use crate::retry::AttemptError;
 
 /// A shared, pooled client for one upstream origin.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, WatchedBody>,
     scheme: Scheme,
     authority: Authority,
-    response_timeout: Duration,
 }
 
 impl Upstream {
@@ -67,7 +75,6 @@ impl Upstream {
             client,
             scheme: spec.scheme.clone(),
             authority: spec.authority.clone(),
-            response_timeout: spec.response_timeout,
         })
     }
 
@@ -81,18 +88,67 @@ impl Upstream {
             .build()
     }
 
-    /// Sends one request and waits for the response head, within the response timeout.
-    /// The body streams afterwards, outside that timeout, so large replies are not cut short.
+    /// Sends one attempt and waits up to `timeout` for the response head. The body streams
+    /// afterwards, outside that timeout, so large replies are not cut short.
     pub async fn send(
         &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
-            Err(_) => Err(ProxyError::UpstreamTimeout(self.response_timeout)),
+        request: Request<Bytes>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, AttemptError> {
+        let (parts, body) = request.into_parts();
+        let has_body = !body.is_empty();
+        let handed_over = Arc::new(AtomicBool::new(false));
+        let body = WatchedBody {
+            inner: Full::new(body),
+            handed_over: handed_over.clone(),
+        };
+        let result = tokio::time::timeout(
+            timeout,
+            self.client.request(Request::from_parts(parts, body)),
+        )
+        .await;
+        let incomplete = has_body && !handed_over.load(Ordering::Acquire);
+        match result {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_connect() => Err(ProxyError::UpstreamConnect(error_chain(&e))),
-            Ok(Err(e)) => Err(ProxyError::UpstreamIo(error_chain(&e))),
+            Ok(Err(e)) if e.is_connect() || incomplete => {
+                Err(AttemptError::NotSent(error_chain(&e)))
+            }
+            Ok(Err(e)) => Err(AttemptError::Lost(error_chain(&e))),
+            Err(_) if incomplete => Err(AttemptError::NotSent(format!(
+                "not sent within {timeout:?}"
+            ))),
+            Err(_) => Err(AttemptError::TimedOut(timeout)),
         }
+    }
+}
+
+/// A buffered request body that records when its last byte was handed to the connection.
+struct WatchedBody {
+    inner: Full<Bytes>,
+    handed_over: Arc<AtomicBool>,
+}
+
+impl Body for WatchedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_ready() && self.inner.is_end_stream() {
+            self.handed_over.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -17,6 +17,28 @@ pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Erro
     s.serialize_str(&humantime::format_duration(*value).to_string())
 }
 
+/// The same, for optional keys: `#[serde(default, with = "duration::option")]`.
+pub mod option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+
+    #[allow(dead_code)] // see above
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => super::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// Parses a duration with a unit, such as `"250ms"` or `"1m 30s"`.
 pub fn parse(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| {

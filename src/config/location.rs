@@ -38,8 +38,7 @@ pub(super) fn path_at(text: &str, offset: usize) -> Option<String> {
             let item = items
                 .iter()
                 .enumerate()
-                .filter(|(_, v)| v.span().start <= offset)
-                .last();
+                .rfind(|(_, v)| v.span().start <= offset);
             if let Some((i, item)) = item {
                 segment.push_str(&format!("[{i}]"));
                 value = item.get_ref();

@@ -8,6 +8,7 @@
 
 mod duration;
 mod location;
+mod retry;
 mod validate;
 
 use std::net::SocketAddr;
@@ -16,7 +17,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use retry::{BudgetSpec, SDK_TIMEOUT, builtin_policy};
 pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec, UpstreamSpec};
+
+use retry::{RawBudget, RawRetry};
 
 /// A problem in a configuration file, located by key and line where that is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +115,10 @@ pub(crate) struct RawConfig {
     pub server: RawServer,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default)]
+    pub retry_budget: RawBudget,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
 }
@@ -140,8 +148,6 @@ pub(crate) struct RawUpstream {
     pub ca_file: Option<PathBuf>,
     #[serde(default = "defaults::connect_timeout", with = "duration")]
     pub connect_timeout: Duration,
-    #[serde(default = "defaults::response_timeout", with = "duration")]
-    pub response_timeout: Duration,
     #[serde(default = "defaults::pool_idle_timeout", with = "duration")]
     pub pool_idle_timeout: Duration,
     #[serde(default = "defaults::pool_max_idle")]
@@ -193,6 +199,8 @@ pub(crate) struct RawRoute {
     pub name: String,
     #[serde(rename = "match")]
     pub pattern: String,
+    #[serde(default)]
+    pub retry: RawRetry,
 }
 
 /// Defaults, in one place so the documented values in `config.toml` have a single source.
@@ -208,9 +216,6 @@ mod defaults {
     }
     pub fn connect_timeout() -> Duration {
         Duration::from_secs(5)
-    }
-    pub fn response_timeout() -> Duration {
-        Duration::from_secs(30)
     }
     pub fn pool_idle_timeout() -> Duration {
         Duration::from_secs(90)

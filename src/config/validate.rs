@@ -12,7 +12,9 @@ use http::uri::{Authority, Scheme};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use super::retry::{self, BudgetSpec};
 use super::{ConfigIssue, RawConfig, RawUpstream};
+use crate::retry::RetryPolicy;
 use crate::route::RoutePattern;
 
 /// A validated configuration. Everything in it has been checked; the request path trusts it.
@@ -28,6 +30,11 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub routes: Vec<RouteSpec>,
+    /// The policy of the default route, and the base every route's overrides apply to.
+    pub default_retry: RetryPolicy,
+    pub retry_budget: BudgetSpec,
+    /// Seeds the backoff jitter when set; unset in production so replicas do not retry in step.
+    pub jitter_seed: Option<u64>,
 }
 
 /// Where requests go and how connections to it behave.
@@ -38,7 +45,6 @@ pub struct UpstreamSpec {
     /// Extra trust anchors beside the webpki roots, for private or test upstreams.
     pub extra_roots: Vec<CertificateDer<'static>>,
     pub connect_timeout: Duration,
-    pub response_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
 }
@@ -54,6 +60,7 @@ pub enum LogFormat {
 pub struct RouteSpec {
     pub name: String,
     pub pattern: RoutePattern,
+    pub retry: RetryPolicy,
 }
 
 /// The name under which requests that match no route are counted.
@@ -98,6 +105,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
         issue("log.level".into(), format!("not a valid filter: {e}"));
     }
 
+    let default_retry = retry::policy(&retry::builtin_policy(), &raw.retry, "retry", &mut issue);
+    let retry_budget = retry::budget(&raw.retry_budget, &mut issue);
+
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = HashSet::new();
     for (i, r) in raw.routes.iter().enumerate() {
@@ -122,10 +132,23 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
                 format!("route name {:?} is used twice", r.name),
             );
         }
+        if r.retry.jitter_seed.is_some() {
+            issue(
+                format!("route[{i}].retry.jitter_seed"),
+                "may only be set in the top-level [retry]".into(),
+            );
+        }
+        let policy = retry::policy(
+            &default_retry,
+            &r.retry,
+            &format!("route[{i}].retry"),
+            &mut issue,
+        );
         match RoutePattern::parse(&r.pattern) {
             Ok(pattern) => routes.push(RouteSpec {
                 name: r.name.clone(),
                 pattern,
+                retry: policy,
             }),
             Err(e) => issue(format!("route[{i}].match"), e),
         }
@@ -142,6 +165,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             log_format,
             log_level: raw.log.level,
             routes,
+            default_retry,
+            retry_budget,
+            jitter_seed: raw.retry.jitter_seed,
         }),
         _ => Err(issues),
     }
@@ -160,7 +186,6 @@ fn upstream(
         }
     };
     check_positive("connect_timeout", raw.connect_timeout);
-    check_positive("response_timeout", raw.response_timeout);
 
     let extra_roots = match &raw.ca_file {
         None => Vec::new(),
@@ -186,7 +211,6 @@ fn upstream(
         authority,
         extra_roots,
         connect_timeout: raw.connect_timeout,
-        response_timeout: raw.response_timeout,
         pool_idle_timeout: raw.pool_idle_timeout,
         pool_max_idle_per_host: raw.pool_max_idle_per_host,
     })

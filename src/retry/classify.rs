@@ -1,0 +1,146 @@
+//! What may be retried. This is the heart of payguard: a retry that cannot succeed wastes the
+//! provider's rate limit, and a retry of a request that may already have taken effect, without
+//! the same idempotency key, can charge a customer twice.
+//!
+//! The rules, in order:
+//!
+//! 1. Never sent (connect, DNS or TLS failure, or the connection died before the request was
+//!    fully handed over): nothing can have happened upstream, so any method may be retried.
+//! 2. Sent, outcome unknown (reset or timeout after the request went out): retried only when a
+//!    replay is harmless, that is the method is idempotent or the request carries an
+//!    idempotency key the provider will deduplicate on.
+//! 3. A response with `Stripe-Should-Retry: true|false`: the provider's explicit word wins over
+//!    the status, as in every official SDK.
+//! 4. 429 (`rate_limit`, `lock_timeout`): the provider refused before executing, so a retry is
+//!    safe for any request. 409 `idempotency_key_in_use`: the first request with that key is
+//!    still running; a later retry gets its result.
+//! 5. 5xx: retried when a replay is harmless (rule 2's test), since the request was executed
+//!    or partly executed.
+//! 6. Any other status, including every other 4xx, is final: it would fail the same way again.
+//!
+//! `Retry-After` (seconds or an HTTP date) on a retryable response sets the least wait.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, Response, StatusCode};
+
+/// Why an attempt produced no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptError {
+    /// The request never fully left payguard.
+    NotSent(String),
+    /// The request went out; the connection failed before a response head came back.
+    Lost(String),
+    /// The request went out; no response head within the attempt's timeout.
+    TimedOut(Duration),
+}
+
+/// The provider's error `code`, read from a bounded error body when the status alone cannot
+/// decide (409). Attached to the response as an extension by the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderErrorCode(pub String);
+
+/// Why a retry was wanted; also a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    NotSent,
+    Lost,
+    TimedOut,
+    ShouldRetryHeader,
+    RateLimited,
+    KeyInUse,
+    ServerError,
+}
+
+impl RetryReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            RetryReason::NotSent => "not_sent",
+            RetryReason::Lost => "connection_lost",
+            RetryReason::TimedOut => "timeout",
+            RetryReason::ShouldRetryHeader => "should_retry_header",
+            RetryReason::RateLimited => "rate_limited",
+            RetryReason::KeyInUse => "idempotency_key_in_use",
+            RetryReason::ServerError => "server_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Return this outcome to the app.
+    Final,
+    /// Try again, waiting at least `not_before` when the provider asked for it.
+    Retry {
+        reason: RetryReason,
+        not_before: Option<Duration>,
+    },
+}
+
+/// Classifies one attempt's outcome. `replay_safe` is true when the method is idempotent or the
+/// request carries an idempotency key.
+pub fn classify<B>(outcome: &Result<Response<B>, AttemptError>, replay_safe: bool) -> Verdict {
+    let retry = |reason| Verdict::Retry {
+        reason,
+        not_before: None,
+    };
+    let response = match outcome {
+        Err(AttemptError::NotSent(_)) => return retry(RetryReason::NotSent),
+        Err(AttemptError::Lost(_)) if replay_safe => return retry(RetryReason::Lost),
+        Err(AttemptError::TimedOut(_)) if replay_safe => return retry(RetryReason::TimedOut),
+        Err(_) => return Verdict::Final,
+        Ok(response) => response,
+    };
+    let status = response.status();
+    let reason = match should_retry_header(response.headers()) {
+        Some(true) => Some(RetryReason::ShouldRetryHeader),
+        Some(false) => None,
+        None if status == StatusCode::TOO_MANY_REQUESTS => Some(RetryReason::RateLimited),
+        None if status == StatusCode::CONFLICT && key_in_use(response) => {
+            Some(RetryReason::KeyInUse)
+        }
+        None if status.is_server_error() && replay_safe => Some(RetryReason::ServerError),
+        None => None,
+    };
+    match reason {
+        None => Verdict::Final,
+        Some(reason) => Verdict::Retry {
+            reason,
+            not_before: retry_after(response.headers(), SystemTime::now()),
+        },
+    }
+}
+
+fn key_in_use<B>(response: &Response<B>) -> bool {
+    response
+        .extensions()
+        .get::<ProviderErrorCode>()
+        .is_some_and(|c| c.0 == "idempotency_key_in_use")
+}
+
+fn should_retry_header(headers: &HeaderMap) -> Option<bool> {
+    match headers.get("stripe-should-retry")?.to_str().ok()?.trim() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 10.2.3). A date in the past means
+/// no wait; an unparseable value is ignored rather than trusted.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+#[path = "classify_tests.rs"]
+mod tests;

@@ -1,0 +1,147 @@
+//! Retries: the policy for a route, and the attempt loop that applies it.
+//!
+//! The policy parts are plain types, each testable alone: [`classify`] says whether an outcome
+//! may be retried, [`backoff`] how long to wait, and tower's `TpsBudget` whether the upstream
+//! can afford another retry. [`send_with_retries`] is the readable async loop that puts them
+//! together; it knows nothing of sockets, so its tests drive it with scripted outcomes under
+//! paused time.
+//!
+//! Three things bound every request, whichever comes first: `max_attempts`, the total
+//! `deadline` (no attempt and no backoff sleep may cross it), and the retry budget, shared by
+//! all requests to the upstream, which caps retries at a fraction of recent requests plus a
+//! small floor per second. Bounded attempts stop one request from looping; the budget stops an
+//! outage from turning every request into several (why budgets and not only max attempts:
+//! three attempts per request triples the load on a provider that is already failing).
+
+pub mod backoff;
+pub mod classify;
+
+use std::future::Future;
+use std::time::Duration;
+
+use http::Response;
+use tokio::time::Instant;
+use tower::retry::budget::{Budget, TpsBudget};
+
+pub use backoff::{Backoff, Jitter};
+pub use classify::{AttemptError, ProviderErrorCode, RetryReason, Verdict, classify};
+
+/// How one route retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; 1 disables retries.
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    /// The longest one attempt may wait for a response head.
+    pub attempt_timeout: Duration,
+    /// The longest the whole request may take, attempts and waits together.
+    pub deadline: Duration,
+}
+
+/// Why the loop stopped; a metric label and a log field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The outcome was final (success, or a failure a retry cannot fix).
+    Final,
+    /// Retryable, but `max_attempts` were used.
+    AttemptsExhausted,
+    /// Retryable, but the next attempt could not start before the deadline.
+    Deadline,
+    /// Retryable, but the upstream's retry budget is spent.
+    Budget,
+}
+
+impl Stop {
+    pub fn label(self) -> &'static str {
+        match self {
+            Stop::Final => "final",
+            Stop::AttemptsExhausted => "attempts_exhausted",
+            Stop::Deadline => "deadline",
+            Stop::Budget => "budget",
+        }
+    }
+}
+
+/// What the loop reports to its caller, for metrics and logs.
+pub trait Observer {
+    fn attempt<B>(&self, outcome: &Result<Response<B>, AttemptError>, elapsed: Duration);
+    fn retry(&self, reason: RetryReason, delay: Duration);
+    fn refused(&self, stop: Stop);
+}
+
+/// The result of a request after all its attempts.
+#[derive(Debug)]
+pub struct Finished<B> {
+    pub outcome: Result<Response<B>, AttemptError>,
+    pub attempts: u32,
+    pub stop: Stop,
+}
+
+/// Runs `send` until its outcome is final or a bound is reached. `send` gets the timeout for
+/// the attempt (the policy's, shortened to what the deadline leaves) and must apply it.
+pub async fn send_with_retries<B, F, Fut>(
+    policy: &RetryPolicy,
+    replay_safe: bool,
+    budget: &TpsBudget,
+    jitter: &Jitter,
+    observer: &impl Observer,
+    mut send: F,
+) -> Finished<B>
+where
+    F: FnMut(Duration) -> Fut,
+    Fut: Future<Output = Result<Response<B>, AttemptError>>,
+{
+    let deadline = Instant::now() + policy.deadline;
+    budget.deposit();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let started = Instant::now();
+        let timeout = policy
+            .attempt_timeout
+            .min(deadline.saturating_duration_since(started));
+        let outcome = send(timeout).await;
+        observer.attempt(&outcome, started.elapsed());
+
+        let (reason, not_before) = match classify(&outcome, replay_safe) {
+            Verdict::Final => return finished(outcome, attempts, Stop::Final),
+            Verdict::Retry { reason, not_before } => (reason, not_before),
+        };
+        if attempts >= policy.max_attempts {
+            return finished(outcome, attempts, Stop::AttemptsExhausted);
+        }
+        let delay = policy
+            .backoff
+            .delay(attempts, jitter)
+            .max(not_before.unwrap_or_default());
+        // A wait that ends at the deadline leaves no time to attempt anything: stop now and
+        // return what we have rather than sleep into a certain timeout.
+        if Instant::now() + delay >= deadline {
+            observer.refused(Stop::Deadline);
+            return finished(outcome, attempts, Stop::Deadline);
+        }
+        if !budget.withdraw() {
+            observer.refused(Stop::Budget);
+            return finished(outcome, attempts, Stop::Budget);
+        }
+        observer.retry(reason, delay);
+        // Release the failed response (and its connection) before sleeping.
+        drop(outcome);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn finished<B>(
+    outcome: Result<Response<B>, AttemptError>,
+    attempts: u32,
+    stop: Stop,
+) -> Finished<B> {
+    Finished {
+        outcome,
+        attempts,
+        stop,
+    }
+}
+
+#[cfg(test)]
+mod tests;

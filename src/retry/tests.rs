@@ -1,0 +1,227 @@
+//! The attempt loop under paused time, driven by scripted outcomes: no sockets, no real waits.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+use super::*;
+
+/// Records what the loop reported.
+#[derive(Default)]
+struct Seen {
+    attempts: RefCell<Vec<Instant>>,
+    retries: RefCell<Vec<(RetryReason, Duration)>>,
+    refused: RefCell<Vec<Stop>>,
+}
+
+impl Observer for Seen {
+    fn attempt<B>(&self, _: &Result<Response<B>, AttemptError>, _: Duration) {
+        self.attempts.borrow_mut().push(Instant::now());
+    }
+    fn retry(&self, reason: RetryReason, delay: Duration) {
+        self.retries.borrow_mut().push((reason, delay));
+    }
+    fn refused(&self, stop: Stop) {
+        self.refused.borrow_mut().push(stop);
+    }
+}
+
+fn policy(max_attempts: u32, deadline: Duration) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        backoff: Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        },
+        attempt_timeout: Duration::from_secs(1),
+        deadline,
+    }
+}
+
+fn status(code: u16, headers: &[(&str, &str)]) -> Result<Response<()>, AttemptError> {
+    let mut builder = Response::builder().status(code);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    Ok(builder.body(()).unwrap())
+}
+
+fn generous_budget() -> TpsBudget {
+    TpsBudget::new(Duration::from_secs(10), 1000, 10.0)
+}
+
+/// Runs the loop over a script of outcomes; an exhausted script answers 200.
+async fn run(
+    policy: &RetryPolicy,
+    replay_safe: bool,
+    budget: &TpsBudget,
+    script: Vec<Result<Response<()>, AttemptError>>,
+) -> (Finished<()>, Seen) {
+    let seen = Seen::default();
+    let script = RefCell::new(VecDeque::from(script));
+    let finished = send_with_retries(
+        policy,
+        replay_safe,
+        budget,
+        &Jitter::None,
+        &seen,
+        |timeout| {
+            let next = script.borrow_mut().pop_front();
+            async move {
+                match next {
+                    Some(Err(AttemptError::TimedOut(_))) => {
+                        tokio::time::sleep(timeout).await;
+                        Err(AttemptError::TimedOut(timeout))
+                    }
+                    Some(outcome) => outcome,
+                    None => status(200, &[]),
+                }
+            }
+        },
+    )
+    .await;
+    (finished, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_loop_always_ends_at_max_attempts() {
+    let always_500 = (0..100).map(|_| status(500, &[])).collect();
+    let (done, seen) = run(
+        &policy(4, Duration::from_secs(60)),
+        true,
+        &generous_budget(),
+        always_500,
+    )
+    .await;
+    assert_eq!(done.attempts, 4);
+    assert_eq!(done.stop, Stop::AttemptsExhausted);
+    assert_eq!(
+        done.outcome.unwrap().status(),
+        500,
+        "the last provider response is returned"
+    );
+    // Exponential spacing without jitter: 100, 200, 400 ms.
+    let delays: Vec<u128> = seen
+        .retries
+        .borrow()
+        .iter()
+        .map(|(_, d)| d.as_millis())
+        .collect();
+    assert_eq!(delays, [100, 200, 400]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_400_is_never_retried() {
+    let (done, seen) = run(
+        &policy(5, Duration::from_secs(60)),
+        true,
+        &generous_budget(),
+        vec![status(400, &[])],
+    )
+    .await;
+    assert_eq!((done.attempts, done.stop), (1, Stop::Final));
+    assert!(seen.retries.borrow().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_with_retry_after_is_not_hammered() {
+    let script = vec![
+        status(429, &[("retry-after", "3")]),
+        status(429, &[("retry-after", "3")]),
+    ];
+    let (done, seen) = run(
+        &policy(5, Duration::from_secs(60)),
+        false,
+        &generous_budget(),
+        script,
+    )
+    .await;
+    assert_eq!(done.outcome.unwrap().status(), 200);
+    assert_eq!(done.attempts, 3);
+    let at = seen.attempts.borrow();
+    for pair in at.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_secs(3),
+            "spacing {:?}",
+            pair[1] - pair[0]
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_beyond_the_deadline_returns_the_response_at_once() {
+    let started = Instant::now();
+    let script = vec![status(503, &[("retry-after", "120")])];
+    let (done, seen) = run(
+        &policy(5, Duration::from_secs(20)),
+        true,
+        &generous_budget(),
+        script,
+    )
+    .await;
+    assert_eq!((done.attempts, done.stop), (1, Stop::Deadline));
+    assert_eq!(done.outcome.unwrap().status(), 503);
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "no sleep that would cross the deadline"
+    );
+    assert_eq!(*seen.refused.borrow(), [Stop::Deadline]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_attempt_or_sleep_crosses_the_deadline() {
+    let started = Instant::now();
+    let script = (0..10)
+        .map(|_| Err(AttemptError::TimedOut(Duration::ZERO)))
+        .collect();
+    let deadline = Duration::from_millis(2500);
+    let (done, _) = run(&policy(10, deadline), true, &generous_budget(), script).await;
+    assert!(
+        started.elapsed() <= deadline,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(done.outcome, Err(AttemptError::TimedOut(_))));
+    assert_eq!(done.stop, Stop::Deadline);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_500_marked_should_retry_false_is_not_retried() {
+    let script = vec![status(500, &[("stripe-should-retry", "false")])];
+    let (done, _) = run(
+        &policy(5, Duration::from_secs(60)),
+        true,
+        &generous_budget(),
+        script,
+    )
+    .await;
+    assert_eq!((done.attempts, done.stop), (1, Stop::Final));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_without_a_key_is_retried_only_when_never_sent() {
+    let p = policy(5, Duration::from_secs(60));
+    let lost = vec![Err(AttemptError::Lost("reset".into()))];
+    let (done, _) = run(&p, false, &generous_budget(), lost).await;
+    assert_eq!((done.attempts, done.stop), (1, Stop::Final));
+
+    let refused = vec![Err(AttemptError::NotSent("refused".into()))];
+    let (done, _) = run(&p, false, &generous_budget(), refused).await;
+    assert_eq!(done.attempts, 2);
+    assert_eq!(done.outcome.unwrap().status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_budget_stops_retries() {
+    // No floor and no percentage: not a single retry is affordable.
+    let empty = TpsBudget::new(Duration::from_secs(10), 0, 0.0);
+    let (done, seen) = run(
+        &policy(5, Duration::from_secs(60)),
+        true,
+        &empty,
+        vec![status(502, &[])],
+    )
+    .await;
+    assert_eq!((done.attempts, done.stop), (1, Stop::Budget));
+    assert_eq!(*seen.refused.borrow(), [Stop::Budget]);
+}
