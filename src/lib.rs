@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod double;
 pub mod error;
 pub mod headers;
 pub mod metrics;

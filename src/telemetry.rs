@@ -9,8 +9,11 @@ use crate::config::LogFormat;
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the configured level.
 pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(level))?;
+    // Colours only on a terminal: escape codes in a log file or pipeline are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Human => builder.try_init(),

@@ -1,1 +1,125 @@
-fn main() {}
+//! `payguard-provider`: the Stripe test double as a process, for benchmarks and demos.
+//!
+//! Its defaults model the seed article's provider: a 10 requests/s limiter with a burst of 10.
+//! `--fail-rate` adds the faults of a flaky network and provider, drawn from a seeded generator
+//! so a run can be repeated. On SIGINT or SIGTERM it drains and prints what the ledger saw,
+//! duplicates included: the number a benchmark of payguard wants to be zero.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use payguard::double::{self, DoubleConfig, Fault, FaultPlan, Profile, RateLimit};
+use tokio::net::TcpListener;
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "A Stripe API test double with a ledger of side effects and injected faults"
+)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:12111")]
+    listen: String,
+    /// Requests per second the provider's own limiter allows; 0 turns it off.
+    #[arg(long, default_value_t = 10.0)]
+    rate_limit: f64,
+    /// Requests the limiter lets through at once after a quiet period.
+    #[arg(long, default_value_t = 10)]
+    burst: u32,
+    /// Share of requests, from 0 to 1, that meet a fault: resets before and after processing,
+    /// 500, 503 and 429, in equal parts.
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// Seed of the fault generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Added to every reply, e.g. `20ms`.
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// How long idempotency keys are kept, e.g. `24h`.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    idempotency_window: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+
+    let faults = FaultPlan::default();
+    let mix = vec![
+        (Fault::ResetBeforeProcessing, 1),
+        (Fault::ResetAfterProcessing, 1),
+        (Fault::Status(500), 1),
+        (Fault::Status(503), 1),
+        (
+            Fault::RateLimited {
+                retry_after: None,
+                should_retry: None,
+            },
+            1,
+        ),
+    ];
+    faults
+        .set_profile(Profile {
+            rate: args.fail_rate,
+            mix,
+            seed: args.seed,
+        })
+        .context("--fail-rate")?;
+    let rate_limit = (args.rate_limit > 0.0).then_some(RateLimit {
+        per_second: args.rate_limit,
+        burst: args.burst,
+    });
+    let cfg = DoubleConfig {
+        rate_limit,
+        faults,
+        latency: args.latency,
+        idempotency_window: args.idempotency_window,
+        // A benchmark sends millions of requests; the process only reports counts.
+        record_requests: false,
+        ..DoubleConfig::default()
+    };
+
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    let summary = double::serve(listener, cfg, stop_signal())
+        .await
+        .context("serving")?;
+    println!("{summary}");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM. If a handler cannot be installed, that signal is simply not
+/// awaited: the process can still be stopped the other way, or killed.
+async fn stop_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => eprintln!("SIGINT received, draining"),
+        () = terminate => eprintln!("SIGTERM received, draining"),
+    }
+}

@@ -84,7 +84,8 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             "must be greater than 0".into(),
         );
     }
-    if raw.listen.proxy == raw.listen.admin {
+    // Port 0 asks the OS for a free port, so two of them never collide.
+    if raw.listen.proxy == raw.listen.admin && raw.listen.proxy.port() != 0 {
         issue(
             "listen.admin".into(),
             "must differ from listen.proxy".into(),

@@ -1,0 +1,141 @@
+//! Shared test harness: payguard in-process on ephemeral ports, and a small HTTP client.
+//!
+//! Every test gets its own proxy on `127.0.0.1:0` with its own metrics registry, so tests run
+//! in parallel without sharing ports or counters.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use payguard::config::Config;
+use payguard::server::Server;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running in-process payguard.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Proxy {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Begins a graceful shutdown and returns the server task, to await its drain.
+    pub fn begin_shutdown(mut self) -> JoinHandle<anyhow::Result<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task
+    }
+}
+
+/// A minimal config forwarding to `upstream`, with `extra` TOML appended (routes, limits...).
+pub fn config_toml(upstream: &str, extra: &str) -> String {
+    format!("[upstream]\nurl = \"{upstream}\"\n[log]\nlevel = \"warn\"\n{extra}\n")
+}
+
+/// Starts payguard from a config text, on ephemeral ports whatever the config says.
+pub async fn start_proxy(toml: &str) -> Proxy {
+    let config = Config::parse(toml, "test config", None).expect("test config is valid");
+    start_proxy_with(&config).await
+}
+
+pub async fn start_proxy_with(config: &Config) -> Proxy {
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::with_listeners(config, proxy, admin).expect("server builds");
+    let (addr, admin) = (server.proxy_addr(), server.admin_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Proxy {
+        addr,
+        admin,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// A plain HTTP/1.1 client with keep-alive, as an app's SDK would use.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A response read in full.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+pub async fn send(request: Request<Full<Bytes>>) -> Reply {
+    let response = client().request(request).await.expect("request completes");
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.expect("body completes").to_bytes(),
+    }
+}
+
+pub async fn get(url: &str) -> Reply {
+    send(Request::get(url).body(Full::default()).unwrap()).await
+}
+
+/// A Stripe-style form POST with an API key.
+pub async fn post_form(url: &str, form: &str) -> Reply {
+    let request = Request::post(url)
+        .header("authorization", "Bearer sk_test_payguard")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(form.to_owned())))
+        .unwrap();
+    send(request).await
+}
+
+/// Asserts a response is one payguard made itself, Stripe-shaped, with the given code.
+pub fn assert_payguard_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(
+        reply.status.as_u16(),
+        status,
+        "body: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        reply
+            .headers
+            .get("payguard-error")
+            .map(|v| v.to_str().unwrap()),
+        Some(code)
+    );
+    let json = reply.json();
+    assert_eq!(json["error"]["code"], code);
+    assert!(json["error"]["type"].is_string());
+    assert!(json["error"]["message"].is_string());
+}
