@@ -34,6 +34,14 @@ pub enum ProxyError {
     UpstreamTimeout(std::time::Duration),
     #[error("payguard failed internally while handling this request")]
     Internal,
+    #[error("another request with this idempotency key is still in progress; retry later")]
+    KeyInUse,
+    #[error(
+        "keys for idempotent requests can only be used with the same method, path and parameters they were first used with"
+    )]
+    KeyMismatch,
+    #[error("the idempotency store is unavailable: {0}")]
+    StoreUnavailable(String),
 }
 
 /// An attempt's failure, when it is the last word: never sent means the upstream could not be
@@ -57,6 +65,9 @@ impl ProxyError {
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamIo(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::KeyInUse => StatusCode::CONFLICT,
+            ProxyError::KeyMismatch => StatusCode::BAD_REQUEST,
+            ProxyError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -72,13 +83,19 @@ impl ProxyError {
             ProxyError::UpstreamIo(_) => "payguard_upstream_failed",
             ProxyError::UpstreamTimeout(_) => "payguard_upstream_timeout",
             ProxyError::Internal => "payguard_internal",
+            // The provider's own code, so SDKs and retry logic treat it as they would Stripe's.
+            ProxyError::KeyInUse => "idempotency_key_in_use",
+            ProxyError::KeyMismatch => "payguard_idempotency_key_reused",
+            ProxyError::StoreUnavailable(_) => "payguard_store_unavailable",
         }
     }
 
     /// Stripe's error `type`: the app's fault is an `invalid_request_error`, ours or the
     /// provider's an `api_error`; SDKs pick their exception class from it.
     fn stripe_type(&self) -> &'static str {
-        if self.status().is_client_error() {
+        if matches!(self, ProxyError::KeyMismatch) {
+            "idempotency_error"
+        } else if self.status().is_client_error() {
             "invalid_request_error"
         } else {
             "api_error"

@@ -20,6 +20,8 @@ pub mod config;
 pub mod double;
 pub mod error;
 pub mod headers;
+pub mod idempotency;
+pub mod inbound;
 pub mod metrics;
 pub mod proxy;
 pub mod retry;

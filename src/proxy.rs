@@ -1,31 +1,38 @@
 //! The request path, top to bottom.
 //!
-//! 1. Match the request to a route (or the default route), which brings its retry policy.
+//! 1. Match the request to a route (or the default route), which brings its policies.
 //! 2. Refuse what payguard must never forward: CONNECT, absolute-form requests naming another
-//!    host, bodies over the buffer limit. Nothing reaches the upstream in those cases.
+//!    host, bodies over the buffer limit ([`crate::inbound`]). Nothing reaches the upstream.
 //! 3. Buffer the body (bounded), so every attempt can send it again.
-//! 4. Rewrite the target to the configured upstream and strip hop-by-hop headers.
+//! 4. Idempotency ([`crate::idempotency`]): inject a key when missing; replay a completed key,
+//!    join one in flight, refuse a mismatch, or claim it.
 //! 5. Attempt, classify, back off and attempt again, within the route's attempts and deadline
-//!    and the upstream's retry budget (see [`crate::retry`]).
-//! 6. Stream the final response back with `Payguard-Attempts`, and count and log the outcome:
-//!    one line per request, never headers or bodies.
+//!    and the upstream's retry budget ([`crate::retry`]).
+//! 6. Store the final response under the claimed key, stream it back with `Payguard-Attempts`
+//!    (and `Payguard-Idempotency-Key` when payguard chose the key), and count and log the
+//!    outcome: one line per request, never headers or bodies.
 //!
 //! Failures travel as [`ProxyError`] and become responses in exactly one place, at the end of
 //! [`ProxyState::handle`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tower::retry::budget::TpsBudget;
 
-use crate::config::Config;
+use crate::config::{Config, RouteSpec, StoreKind};
 use crate::error::ProxyError;
 use crate::headers;
+use crate::idempotency::{
+    Admission, Idempotency, Store, embedded::EmbeddedStore, memory::MemoryStore,
+};
+use crate::inbound::{has_idempotency_key, is_idempotent, read_body, refuse_foreign_target};
 use crate::metrics::{Metrics, Origin};
 use crate::retry::{self, AttemptError, Jitter, ProviderErrorCode};
 use crate::route::RouteTable;
@@ -35,8 +42,10 @@ use crate::upstream::Upstream;
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// Header on every response: how many upstream attempts the request took (0 when payguard
-/// refused it before sending anything).
+/// answered without sending anything: a refusal or a replay).
 pub const PAYGUARD_ATTEMPTS: &str = "payguard-attempts";
+/// Header on responses to requests whose idempotency key payguard chose.
+pub const PAYGUARD_IDEMPOTENCY_KEY: &str = "payguard-idempotency-key";
 
 /// The largest error body read to find the provider's error code (only 409s need it).
 const ERROR_PEEK_LIMIT: usize = 64 * 1024;
@@ -48,26 +57,60 @@ pub struct ProxyState {
     metrics: Metrics,
     budget: TpsBudget,
     jitter: Jitter,
+    idempotency: Idempotency,
     max_body: usize,
+}
+
+/// How a request ended, before it becomes a response.
+struct Forwarded {
+    result: Result<Response<ProxyBody>, ProxyError>,
+    attempts: u32,
+    injected: Option<HeaderValue>,
+    origin: Origin,
+}
+
+impl Forwarded {
+    fn refused(e: ProxyError) -> Forwarded {
+        Forwarded {
+            result: Err(e),
+            attempts: 0,
+            injected: None,
+            origin: Origin::Payguard,
+        }
+    }
 }
 
 impl ProxyState {
     pub fn new(config: &Config) -> anyhow::Result<ProxyState> {
-        let routes = RouteTable::new(config.routes.clone(), config.default_retry.clone());
+        let routes = RouteTable::new(
+            config.routes.clone(),
+            config.default_retry.clone(),
+            config.default_idempotency.clone(),
+        );
         let metrics = Metrics::new(routes.names())?;
         let b = config.retry_budget;
+        let spec = &config.idempotency;
+        let store: Arc<dyn Store> = match &spec.store {
+            StoreKind::Memory => Arc::new(MemoryStore::new(spec.max_records)),
+            StoreKind::Embedded(path) => Arc::new(EmbeddedStore::open(path, spec.max_records)?),
+        };
         Ok(ProxyState {
             upstream: Upstream::new(&config.upstream)?,
             routes,
             metrics,
             budget: TpsBudget::new(b.window, b.min_per_second, b.ratio),
             jitter: config.jitter_seed.map_or(Jitter::Random, Jitter::seeded),
+            idempotency: Idempotency::new(store, spec.settings.clone()),
             max_body: config.max_request_body,
         })
     }
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.idempotency
     }
 
     /// Handles one request received on a connection whose local address is `local`.
@@ -82,21 +125,25 @@ impl ProxyState {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
 
-        let (mut response, attempts, origin) = match self.forward(request, local, route).await {
-            Ok((response, attempts)) => (response, attempts, Origin::Upstream),
-            Err((err, attempts)) => {
-                tracing::warn!(route = route.name, %method, path, attempts, error = %err, "payguard answered with an error");
-                (err.into_response(), attempts, Origin::Payguard)
-            }
+        let forwarded = match refuse_foreign_target(&request, local) {
+            Ok(()) => self.forward(request, route).await,
+            Err(e) => Forwarded::refused(e),
         };
-        response
-            .headers_mut()
-            .insert(PAYGUARD_ATTEMPTS, HeaderValue::from(attempts));
+        let (attempts, origin) = (forwarded.attempts, forwarded.origin);
+        let mut response = forwarded.result.unwrap_or_else(|err| {
+            tracing::warn!(route = route.name, %method, path, attempts, error = %err, "payguard answered with an error");
+            err.into_response()
+        });
+        let headers = response.headers_mut();
+        headers.insert(PAYGUARD_ATTEMPTS, HeaderValue::from(attempts));
+        if let Some(key) = forwarded.injected {
+            headers.insert(PAYGUARD_IDEMPOTENCY_KEY, key);
+        }
         let elapsed = started.elapsed();
         let status = response.status();
         self.metrics.observe(&route.name, status, origin, elapsed);
         if attempts > 0 {
-            self.metrics.result(&route.name, status, attempts);
+            self.metrics.retry.result(&route.name, status, attempts);
         }
         tracing::info!(
             route = route.name,
@@ -110,27 +157,48 @@ impl ProxyState {
         response
     }
 
-    /// Returns the response and the number of attempts it took, or the error and the number of
-    /// attempts made before payguard gave up.
-    async fn forward(
-        &self,
-        request: Request<Incoming>,
-        local: SocketAddr,
-        route: &crate::config::RouteSpec,
-    ) -> Result<(Response<ProxyBody>, u32), (ProxyError, u32)> {
-        refuse_foreign_target(&request, local).map_err(|e| (e, 0))?;
+    async fn forward(&self, request: Request<Incoming>, route: &RouteSpec) -> Forwarded {
         let (mut parts, body) = request.into_parts();
-        let body = read_body(&parts.headers, body, self.max_body)
-            .await
-            .map_err(|e| (e, 0))?;
-
+        let body = match read_body(&parts.headers, body, self.max_body).await {
+            Ok(body) => body,
+            Err(e) => return Forwarded::refused(e),
+        };
         headers::for_upstream(&mut parts.headers);
-        let uri = self
-            .upstream
-            .uri_for(parts.uri.path_and_query())
-            .map_err(|e| (ProxyError::BodyRead(format!("bad request target: {e}")), 0))?;
-        let replay_safe = is_idempotent(&parts.method) || has_idempotency_key(&parts.headers);
+        let uri = match self.upstream.uri_for(parts.uri.path_and_query()) {
+            Ok(uri) => uri,
+            Err(e) => {
+                return Forwarded::refused(ProxyError::BodyRead(format!("bad request target: {e}")));
+            }
+        };
 
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let m = &self.metrics.idempotency;
+        let deadline = route.retry.deadline;
+        let admission = self
+            .idempotency
+            .admit(
+                &route.idempotency,
+                m,
+                &route.name,
+                &parts.method,
+                path_and_query,
+                &mut parts.headers,
+                &body,
+                deadline,
+            )
+            .await;
+        let (guard, injected) = match admission {
+            Admission::Forward { guard, injected } => (guard, injected),
+            Admission::Refuse(e) => return Forwarded::refused(e),
+            Admission::Replay(response) => {
+                return Forwarded {
+                    result: Ok(response),
+                    ..Forwarded::refused(ProxyError::Internal)
+                };
+            }
+        };
+
+        let replay_safe = is_idempotent(&parts.method) || has_idempotency_key(&parts.headers);
         let observer = self.metrics.for_route(&route.name);
         let finished = retry::send_with_retries(
             &route.retry,
@@ -149,9 +217,18 @@ impl ProxyState {
             },
         )
         .await;
-        match finished.outcome {
-            Ok(response) => Ok((response, finished.attempts)),
-            Err(e) => Err((ProxyError::from(e), finished.attempts)),
+        let result = match (finished.outcome, guard) {
+            (Ok(response), Some(guard)) => guard.finish(m, response).await,
+            (Ok(response), None) => Ok(response),
+            // Dropping the guard releases the key: the outcome is unknown, so the app's retry
+            // must reach the provider, which is the authority on what happened.
+            (Err(e), _) => Err(ProxyError::from(e)),
+        };
+        Forwarded {
+            result,
+            attempts: finished.attempts,
+            injected,
+            origin: Origin::Upstream,
         }
     }
 
@@ -182,91 +259,8 @@ impl ProxyState {
     }
 }
 
-/// Idempotent by definition (RFC 9110 9.2.2): repeating them has the effect of doing it once.
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
-
-fn has_idempotency_key(headers: &http::HeaderMap) -> bool {
-    headers
-        .get("idempotency-key")
-        .is_some_and(|v| !v.is_empty())
-}
-
 /// The `error.code` of a Stripe-shaped error body, if it is one.
 fn error_code(body: &[u8]) -> Option<String> {
     let json: serde_json::Value = serde_json::from_slice(body).ok()?;
     json.get("error")?.get("code")?.as_str().map(str::to_owned)
-}
-
-/// payguard forwards only to its configured upstream. An absolute-form target is accepted only
-/// when it names payguard itself (RFC 9112 says servers must accept that form); any other host
-/// means someone is using payguard as a forward proxy, which it refuses.
-fn refuse_foreign_target<B>(request: &Request<B>, local: SocketAddr) -> Result<(), ProxyError> {
-    if request.method() == Method::CONNECT {
-        return Err(ProxyError::Connect);
-    }
-    let Some(authority) = request.uri().authority() else {
-        return Ok(());
-    };
-    // Absolute-form requests to payguard are plain http, so a missing port means 80.
-    let port_matches = authority.port_u16().unwrap_or(80) == local.port();
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let names_us = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip == local.ip());
-    if names_us && port_matches {
-        Ok(())
-    } else {
-        Err(ProxyError::ForeignTarget(authority.to_string()))
-    }
-}
-
-/// Reads the whole body, refusing it before reading a byte when `Content-Length` already says
-/// it is too large, and as soon as the limit is crossed otherwise.
-async fn read_body(
-    headers: &http::HeaderMap,
-    body: Incoming,
-    limit: usize,
-) -> Result<Bytes, ProxyError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(ProxyError::BodyTooLarge { limit });
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(ProxyError::BodyTooLarge { limit }),
-        Err(e) => Err(ProxyError::BodyRead(e.to_string())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn target(method: Method, uri: &str) -> Request<()> {
-        Request::builder().method(method).uri(uri).body(()).unwrap()
-    }
-
-    #[test]
-    fn forward_proxy_use_is_refused() {
-        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        let ok = |m, u| refuse_foreign_target(&target(m, u), local).is_ok();
-        assert!(ok(Method::GET, "/v1/charges"));
-        assert!(ok(Method::GET, "http://127.0.0.1:8080/v1/charges"));
-        assert!(ok(Method::GET, "http://localhost:8080/v1/charges"));
-        assert!(!ok(Method::GET, "http://example.com/v1/charges"));
-        assert!(!ok(Method::GET, "http://127.0.0.1:9999/"));
-        assert!(!ok(Method::CONNECT, "api.stripe.com:443"));
-    }
 }

@@ -16,6 +16,7 @@
 use http::Method;
 
 use crate::config::{DEFAULT_ROUTE, RouteSpec};
+use crate::idempotency::RoutePolicy as IdemPolicy;
 use crate::retry::RetryPolicy;
 
 /// A parsed `METHOD /path/pattern`.
@@ -98,7 +99,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// The configured routes, in order, and the policy for requests none of them match.
-    pub fn new(routes: Vec<RouteSpec>, default_policy: RetryPolicy) -> RouteTable {
+    pub fn new(routes: Vec<RouteSpec>, retry: RetryPolicy, idempotency: IdemPolicy) -> RouteTable {
         let default = RouteSpec {
             name: DEFAULT_ROUTE.to_owned(),
             pattern: RoutePattern {
@@ -106,7 +107,8 @@ impl RouteTable {
                 segments: Vec::new(),
                 open_ended: true,
             },
-            retry: default_policy,
+            retry,
+            idempotency,
         };
         RouteTable { routes, default }
     }
@@ -189,12 +191,17 @@ mod tests {
                 max_attempts: 2,
                 ..policy.clone()
             },
+            idempotency: crate::config::builtin_route_policy(),
         };
         let routes = vec![
             spec("confirm", "POST /v1/payment_intents/*/confirm"),
             spec("writes", "POST /*"),
         ];
-        let table = RouteTable::new(routes, policy.clone());
+        let table = RouteTable::new(
+            routes,
+            policy.clone(),
+            crate::config::builtin_route_policy(),
+        );
         let name = |m, p| table.lookup(&m, p).name.as_str();
         assert_eq!(
             name(Method::POST, "/v1/payment_intents/pi_1/confirm"),

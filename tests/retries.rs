@@ -149,11 +149,18 @@ async fn a_reset_after_the_charge_then_a_retry_charges_exactly_once() {
     assert!(provider.ledger().duplicates().is_empty());
 }
 
+/// Key injection off: the rule for POSTs that really carry no key.
+const NO_INJECTION: &str = "[idempotency]\nstore = \"memory\"\ninject_keys = false\n";
+
 #[tokio::test]
 async fn a_keyless_post_that_reached_the_provider_is_not_retried() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
     provider.faults().push(Fault::ResetAfterProcessing);
-    let proxy = start_proxy(&config_toml(&provider.url(), RETRY)).await;
+    let proxy = start_proxy(&config_toml(
+        &provider.url(),
+        &format!("{RETRY}{NO_INJECTION}"),
+    ))
+    .await;
     let reply = post_form(&proxy.url("/v1/payment_intents"), "amount=100&currency=usd").await;
     assert_payguard_error(&reply, 502, "payguard_upstream_failed");
     assert_eq!(attempts(&reply), 1);
@@ -228,4 +235,34 @@ async fn retry_metrics_count_attempts_reasons_and_results() {
     ] {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
+}
+
+#[tokio::test]
+async fn an_injected_key_makes_a_keyless_post_safe_to_retry() {
+    let provider = double::spawn(DoubleConfig::default()).await.unwrap();
+    provider.faults().push(Fault::ResetAfterProcessing);
+    let proxy = start_proxy(&config_toml(&provider.url(), RETRY)).await;
+    let reply = post_form(&proxy.url("/v1/payment_intents"), "amount=100&currency=usd").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(attempts(&reply), 2);
+    let injected = reply.headers["payguard-idempotency-key"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(injected.starts_with("payguard-"), "{injected}");
+    let keys: Vec<_> = provider
+        .requests()
+        .iter()
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    assert_eq!(
+        keys,
+        [injected.clone(), injected],
+        "one key, on every attempt"
+    );
+    assert_eq!(
+        provider.ledger().entries().len(),
+        1,
+        "the retry was replayed, not re-executed"
+    );
 }

@@ -45,8 +45,9 @@ async fn an_upstream_that_stalls_past_the_response_timeout_is_a_504() {
 async fn a_reset_connection_is_a_502() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
     provider.faults().push(Fault::ResetBeforeProcessing);
-    // A keyless POST that was sent is never retried: the reset is the last word.
-    let proxy = start_proxy(&config_toml(&provider.url(), "")).await;
+    // A keyless POST that was sent is never retried (key injection off): the reset is final.
+    let no_keys = "[idempotency]\nstore = \"memory\"\ninject_keys = false";
+    let proxy = start_proxy(&config_toml(&provider.url(), no_keys)).await;
     let reply = post_form(&proxy.url("/v1/payment_intents"), "amount=100&currency=usd").await;
     assert_payguard_error(&reply, 502, "payguard_upstream_failed");
     assert_eq!(provider.ledger().entries().len(), 0);

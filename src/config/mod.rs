@@ -7,6 +7,7 @@
 //! and the line it sits on, so `payguard check` can point at the exact spot in the file.
 
 mod duration;
+mod idempotency;
 mod location;
 mod retry;
 mod validate;
@@ -17,9 +18,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use idempotency::{IdempotencySpec, StoreKind, builtin_route_policy};
 pub use retry::{BudgetSpec, SDK_TIMEOUT, builtin_policy};
 pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec, UpstreamSpec};
 
+use idempotency::{RawIdempotency, RawRoutePolicy};
 use retry::{RawBudget, RawRetry};
 
 /// A problem in a configuration file, located by key and line where that is known.
@@ -119,6 +122,8 @@ pub(crate) struct RawConfig {
     pub retry: RawRetry,
     #[serde(default)]
     pub retry_budget: RawBudget,
+    #[serde(default)]
+    pub idempotency: RawIdempotency,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
 }
@@ -201,6 +206,8 @@ pub(crate) struct RawRoute {
     pub pattern: String,
     #[serde(default)]
     pub retry: RawRetry,
+    #[serde(default)]
+    pub idempotency: RawRoutePolicy,
 }
 
 /// Defaults, in one place so the documented values in `config.toml` have a single source.

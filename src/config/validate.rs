@@ -12,8 +12,10 @@ use http::uri::{Authority, Scheme};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use super::idempotency::{self as idem, IdempotencySpec};
 use super::retry::{self, BudgetSpec};
 use super::{ConfigIssue, RawConfig, RawUpstream};
+use crate::idempotency::RoutePolicy;
 use crate::retry::RetryPolicy;
 use crate::route::RoutePattern;
 
@@ -35,6 +37,9 @@ pub struct Config {
     pub retry_budget: BudgetSpec,
     /// Seeds the backoff jitter when set; unset in production so replicas do not retry in step.
     pub jitter_seed: Option<u64>,
+    pub idempotency: IdempotencySpec,
+    /// The default route's idempotency policy, and the base of every route's overrides.
+    pub default_idempotency: RoutePolicy,
 }
 
 /// Where requests go and how connections to it behave.
@@ -61,6 +66,7 @@ pub struct RouteSpec {
     pub name: String,
     pub pattern: RoutePattern,
     pub retry: RetryPolicy,
+    pub idempotency: RoutePolicy,
 }
 
 /// The name under which requests that match no route are counted.
@@ -108,6 +114,13 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
 
     let default_retry = retry::policy(&retry::builtin_policy(), &raw.retry, "retry", &mut issue);
     let retry_budget = retry::budget(&raw.retry_budget, &mut issue);
+    let idempotency = idem::spec(&raw.idempotency, base_dir, &mut issue);
+    let default_idempotency = idem::route_policy(
+        &idem::builtin_route_policy(),
+        &raw.idempotency.route_defaults(),
+        "idempotency",
+        &mut issue,
+    );
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = HashSet::new();
@@ -145,11 +158,18 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             &format!("route[{i}].retry"),
             &mut issue,
         );
+        let idempotency = idem::route_policy(
+            &default_idempotency,
+            &r.idempotency,
+            &format!("route[{i}].idempotency"),
+            &mut issue,
+        );
         match RoutePattern::parse(&r.pattern) {
             Ok(pattern) => routes.push(RouteSpec {
                 name: r.name.clone(),
                 pattern,
                 retry: policy,
+                idempotency,
             }),
             Err(e) => issue(format!("route[{i}].match"), e),
         }
@@ -169,6 +189,8 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             default_retry,
             retry_budget,
             jitter_seed: raw.retry.jitter_seed,
+            idempotency,
+            default_idempotency,
         }),
         _ => Err(issues),
     }

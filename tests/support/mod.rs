@@ -46,7 +46,13 @@ impl Proxy {
 
 /// A minimal config forwarding to `upstream`, with `extra` TOML appended (routes, limits...).
 pub fn config_toml(upstream: &str, extra: &str) -> String {
-    format!("[upstream]\nurl = \"{upstream}\"\n[log]\nlevel = \"warn\"\n{extra}\n")
+    // In-memory records unless the test says otherwise: parallel tests must not share a file.
+    let store = if extra.contains("[idempotency]") {
+        ""
+    } else {
+        "[idempotency]\nstore = \"memory\"\n"
+    };
+    format!("[upstream]\nurl = \"{upstream}\"\n[log]\nlevel = \"warn\"\n{store}{extra}\n")
 }
 
 /// Starts payguard from a config text, on ephemeral ports whatever the config says.

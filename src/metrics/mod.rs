@@ -2,24 +2,31 @@
 //!
 //! A registry per [`Metrics`] (rather than the process-wide default) lets tests run many
 //! proxies in one process without their counters mixing. Labels come only from the config
-//! (route names) and from small fixed sets (status classes, who answered), never from paths,
-//! ids or keys, so the number of series stays bounded whatever traffic passes.
+//! (route names) and from small fixed sets (status classes, reasons, who answered), never from
+//! paths, ids or keys, so the number of series stays bounded whatever traffic passes.
+//!
+//! Families are grouped by the part of the request path that feeds them: [`retry`] and
+//! [`idempotency`] hold theirs; this file holds the per-request ones and the registry.
+
+pub mod idempotency;
+pub mod retry;
 
 use std::time::Duration;
 
-use http::{Response, StatusCode};
+use http::StatusCode;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use crate::retry::{AttemptError, Observer, RetryReason, Stop};
+pub use idempotency::IdempotencyMetrics;
+pub use retry::{RetryMetrics, RouteObserver};
 
 /// Who produced the response the app received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// The provider answered and payguard relayed it.
     Upstream,
-    /// payguard answered itself (see `error::ProxyError`).
+    /// payguard answered itself: an error of its own, or a replay from its store.
     Payguard,
 }
 
@@ -33,20 +40,56 @@ impl Origin {
 }
 
 /// Latency buckets in seconds: from a fast local hop to the slowest payment calls.
-const LATENCY_BUCKETS: &[f64] = &[
+pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
+
+/// Registers a counter family.
+pub(crate) fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
+    let family = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(family)
+}
+
+/// Registers a histogram family with the given buckets.
+pub(crate) fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> Result<HistogramVec, prometheus::Error> {
+    let family = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(family)
+}
+
+/// Registers a gauge.
+pub(crate) fn gauge(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+) -> Result<IntGauge, prometheus::Error> {
+    let gauge = IntGauge::new(name, help)?;
+    registry.register(Box::new(gauge.clone()))?;
+    Ok(gauge)
+}
 
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
     in_flight: IntGauge,
-    attempts: IntCounterVec,
-    attempt_duration: HistogramVec,
-    retries: IntCounterVec,
-    retries_refused: IntCounterVec,
-    results: IntCounterVec,
+    pub retry: RetryMetrics,
+    pub idempotency: IdempotencyMetrics,
 }
 
 impl Metrics {
@@ -56,85 +99,40 @@ impl Metrics {
         routes: impl IntoIterator<Item = &'a str>,
     ) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "payguard_requests_total",
-                "Requests answered, by route, status class and who answered.",
-            ),
+        let requests = counter(
+            &registry,
+            "payguard_requests_total",
+            "Requests answered, by route, status class and who answered.",
             &["route", "status_class", "origin"],
         )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "payguard_request_duration_seconds",
-                "Time from receiving a request to sending the response head, by route.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
+        let duration = histogram(
+            &registry,
+            "payguard_request_duration_seconds",
+            "Time from receiving a request to sending the response head, by route.",
             &["route"],
+            LATENCY_BUCKETS,
         )?;
-        let in_flight =
-            IntGauge::new("payguard_requests_in_flight", "Requests being handled now.")?;
-        let attempts = IntCounterVec::new(
-            Opts::new(
-                "payguard_upstream_attempts_total",
-                "Attempts sent upstream, by route and outcome class.",
-            ),
-            &["route", "outcome"],
-        )?;
-        let attempt_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "payguard_upstream_attempt_duration_seconds",
-                "Time from sending one attempt to its response head or failure, by route.",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route"],
-        )?;
-        let retries = IntCounterVec::new(
-            Opts::new(
-                "payguard_retries_total",
-                "Retries scheduled, by route and reason.",
-            ),
-            &["route", "reason"],
-        )?;
-        let retries_refused = IntCounterVec::new(
-            Opts::new(
-                "payguard_retries_refused_total",
-                "Retryable outcomes not retried because the budget or the deadline did not allow it.",
-            ),
-            &["route", "reason"],
-        )?;
-        let results = IntCounterVec::new(
-            Opts::new(
-                "payguard_request_results_total",
-                "Requests by route and final result: succeeded on the first attempt, after retries, or failed.",
-            ),
-            &["route", "result"],
+        let in_flight = gauge(
+            &registry,
+            "payguard_requests_in_flight",
+            "Requests being handled now.",
         )?;
         let build = IntGauge::with_opts(
             Opts::new("payguard_build_info", "Always 1; the version is a label.")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
         )?;
         build.set(1);
+        registry.register(Box::new(build))?;
         for name in routes {
             duration.with_label_values(&[name]);
         }
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
-        registry.register(Box::new(build))?;
-        for family in [&attempts, &retries, &retries_refused, &results] {
-            registry.register(Box::new(family.clone()))?;
-        }
-        registry.register(Box::new(attempt_duration.clone()))?;
         Ok(Metrics {
+            retry: RetryMetrics::new(&registry)?,
+            idempotency: IdempotencyMetrics::new(&registry)?,
             registry,
             requests,
             duration,
             in_flight,
-            attempts,
-            attempt_duration,
-            retries,
-            retries_refused,
-            results,
         })
     }
 
@@ -154,22 +152,9 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Records how a request ended after `attempts` attempts.
-    pub fn result(&self, route: &str, status: StatusCode, attempts: u32) {
-        let result = match (status.is_success() || status.is_redirection(), attempts) {
-            (true, 1) => "succeeded_first_attempt",
-            (true, _) => "succeeded_after_retry",
-            (false, _) => "failed",
-        };
-        self.results.with_label_values(&[route, result]).inc();
-    }
-
     /// The retry loop's observer for one request on `route`.
     pub fn for_route<'a>(&'a self, route: &'a str) -> RouteObserver<'a> {
-        RouteObserver {
-            metrics: self,
-            route,
-        }
+        RouteObserver::new(&self.retry, route)
     }
 
     /// The Prometheus text exposition of every family.
@@ -184,43 +169,6 @@ impl Metrics {
     }
 }
 
-/// Feeds the retry loop's events into the metric families of one route.
-pub struct RouteObserver<'a> {
-    metrics: &'a Metrics,
-    route: &'a str,
-}
-
-impl Observer for RouteObserver<'_> {
-    fn attempt<B>(&self, outcome: &Result<Response<B>, AttemptError>, elapsed: Duration) {
-        let class = match outcome {
-            Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-            Ok(r) => status_class(r.status()),
-            Err(AttemptError::NotSent(_)) => "not_sent",
-            Err(AttemptError::Lost(_)) => "connection_lost",
-            Err(AttemptError::TimedOut(_)) => "timeout",
-        };
-        let m = self.metrics;
-        m.attempts.with_label_values(&[self.route, class]).inc();
-        m.attempt_duration
-            .with_label_values(&[self.route])
-            .observe(elapsed.as_secs_f64());
-    }
-
-    fn retry(&self, reason: RetryReason, _delay: Duration) {
-        self.metrics
-            .retries
-            .with_label_values(&[self.route, reason.label()])
-            .inc();
-    }
-
-    fn refused(&self, stop: Stop) {
-        self.metrics
-            .retries_refused
-            .with_label_values(&[self.route, stop.label()])
-            .inc();
-    }
-}
-
 pub struct InFlight(IntGauge);
 
 impl Drop for InFlight {
@@ -229,7 +177,7 @@ impl Drop for InFlight {
     }
 }
 
-fn status_class(status: StatusCode) -> &'static str {
+pub(crate) fn status_class(status: StatusCode) -> &'static str {
     match status.as_u16() {
         100..=199 => "1xx",
         200..=299 => "2xx",

@@ -1,0 +1,269 @@
+//! The embedded durable store, the default: one redb file on a volume that survives a
+//! container restart, so replays and keyless bindings outlive a crash of payguard.
+//!
+//! redb is synchronous, so each operation runs on tokio's blocking pool. Every write commits
+//! with `Durability::Immediate` (fsync): a binding for a keyless request must be on disk before
+//! its first attempt leaves, or a crash could let the app's resend through under a new key.
+//! Reads that need no write (a replay, a key still in flight) use a read transaction and cost
+//! no fsync; that keeps coalesced waiters cheap.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use super::fingerprint::Digest;
+use super::store::{Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse};
+use super::store::{decide_bind, decide_claim, owns};
+
+const RECORDS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("records");
+
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    max_records: usize,
+}
+
+/// Whether an encoded record has expired. One that cannot be decoded (written by an
+/// incompatible version) is treated as expired, so pruning clears it instead of failing.
+fn expired(encoded: &[u8], now: u64) -> bool {
+    Record::decode(encoded).map_or(true, |r| r.expired(now))
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file, creating its directory when needed.
+    pub fn open(path: &Path, max_records: usize) -> Result<EmbeddedStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| backend(format!("creating {}: {e}", dir.display())))?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| backend(format!("opening {}: {e}", path.display())))?;
+        // Create the table up front so read transactions never meet a missing table.
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(RECORDS).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            max_records,
+        })
+    }
+
+    /// Runs `f` on the blocking pool with the database.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| backend(format!("store task failed: {e}")))?
+    }
+
+    fn read(db: &Database, key: &Digest) -> Result<Option<Record>, StoreError> {
+        let txn = db.begin_read().map_err(backend)?;
+        let table = txn.open_table(RECORDS).map_err(backend)?;
+        let value = table.get(key).map_err(backend)?;
+        value.map(|v| Record::decode(v.value())).transpose()
+    }
+
+    /// Reads, decides and writes one key in a single write transaction.
+    fn update<T>(
+        db: &Database,
+        key: &Digest,
+        max_records: usize,
+        now: u64,
+        decide: impl FnOnce(Option<Record>) -> (T, Option<Record>),
+    ) -> Result<T, StoreError> {
+        let txn = db.begin_write().map_err(backend)?;
+        let answer = {
+            let mut table = txn.open_table(RECORDS).map_err(backend)?;
+            let existing = table
+                .get(key)
+                .map_err(backend)?
+                .map(|v| Record::decode(v.value()))
+                .transpose()?;
+            let is_new = existing.is_none();
+            let (answer, write) = decide(existing);
+            if let Some(record) = write {
+                if is_new && table.len().map_err(backend)? as usize >= max_records {
+                    table.retain(|_, v| !expired(v, now)).map_err(backend)?;
+                    if table.len().map_err(backend)? as usize >= max_records {
+                        return Err(StoreError::Full(max_records));
+                    }
+                }
+                table
+                    .insert(key, record.encode()?.as_slice())
+                    .map_err(backend)?;
+            }
+            answer
+        };
+        txn.commit().map_err(backend)?;
+        Ok(answer)
+    }
+}
+
+impl Store for EmbeddedStore {
+    fn claim<'a>(&'a self, req: ClaimRequest<'a>) -> StoreFuture<'a, Claim> {
+        let (key, max) = (*req.key, self.max_records);
+        let (fingerprint, owner, lease_until, now) =
+            (*req.fingerprint, req.owner, req.lease_until, req.now);
+        Box::pin(self.blocking(move |db| {
+            let req = ClaimRequest {
+                key: &key,
+                fingerprint: &fingerprint,
+                owner,
+                lease_until,
+                now,
+            };
+            // Fast path without a write: a live record just answers.
+            if let (answer, None) = decide_claim(Self::read(db, &key)?, &req) {
+                return Ok(answer);
+            }
+            Self::update(db, &key, max, now, |existing| decide_claim(existing, &req))
+        }))
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a Digest,
+        owner: u128,
+        response: StoredResponse,
+        expires_at: u64,
+    ) -> StoreFuture<'a, bool> {
+        let (key, max) = (*key, self.max_records);
+        Box::pin(self.blocking(move |db| {
+            Self::update(db, &key, max, 0, |existing| match existing {
+                Some(Record::InFlight { fingerprint, .. }) if owns(&existing, owner) => {
+                    let done = Record::Completed {
+                        fingerprint,
+                        response,
+                        expires_at,
+                    };
+                    (true, Some(done))
+                }
+                _ => (false, None),
+            })
+        }))
+    }
+
+    fn release<'a>(&'a self, key: &'a Digest, owner: u128) -> StoreFuture<'a, ()> {
+        let key = *key;
+        Box::pin(self.blocking(move |db| {
+            if !owns(&Self::read(db, &key)?, owner) {
+                return Ok(());
+            }
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(RECORDS).map_err(backend)?;
+                let current = table
+                    .get(&key)
+                    .map_err(backend)?
+                    .map(|v| Record::decode(v.value()))
+                    .transpose()?;
+                if owns(&current, owner) {
+                    table.remove(&key).map_err(backend)?;
+                }
+            }
+            txn.commit().map_err(backend)
+        }))
+    }
+
+    fn bind<'a>(
+        &'a self,
+        key: &'a Digest,
+        candidate: &'a str,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, String> {
+        let (key, candidate, max) = (*key, candidate.to_owned(), self.max_records);
+        Box::pin(self.blocking(move |db| {
+            Self::update(db, &key, max, now, |existing| {
+                decide_bind(existing, &candidate, expires_at, now)
+            })
+        }))
+    }
+
+    fn prune(&self, now: u64) -> StoreFuture<'_, usize> {
+        Box::pin(self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let removed = {
+                let mut table = txn.open_table(RECORDS).map_err(backend)?;
+                let before = table.len().map_err(backend)?;
+                table.retain(|_, v| !expired(v, now)).map_err(backend)?;
+                (before - table.len().map_err(backend)?) as usize
+            };
+            txn.commit().map_err(backend)?;
+            Ok(removed)
+        }))
+    }
+
+    fn count(&self) -> StoreFuture<'_, usize> {
+        Box::pin(self.blocking(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(RECORDS).map_err(backend)?;
+            Ok(table.len().map_err(backend)? as usize)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_store_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let counter = std::sync::atomic::AtomicUsize::new(0);
+        super::super::conformance::run_all(|max| {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.path().join(format!("store-{n}.redb"));
+            async move { EmbeddedStore::open(&path, max).unwrap() }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/dir/store.redb");
+        let key = [7u8; 32];
+        let store = EmbeddedStore::open(&path, 10).unwrap();
+        let req = ClaimRequest {
+            key: &key,
+            fingerprint: &[1; 32],
+            owner: 1,
+            lease_until: 1_000,
+            now: 0,
+        };
+        assert_eq!(store.claim(req).await.unwrap(), Claim::Claimed);
+        let response = StoredResponse {
+            status: 200,
+            headers: vec![],
+            body: b"{}".to_vec(),
+        };
+        assert!(
+            store
+                .complete(&key, 1, response.clone(), 5_000)
+                .await
+                .unwrap()
+        );
+        drop(store);
+        let reopened = EmbeddedStore::open(&path, 10).unwrap();
+        let again = reopened
+            .claim(ClaimRequest { owner: 2, ..req })
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            Claim::Completed {
+                fingerprint: [1; 32],
+                response
+            }
+        );
+    }
+}

@@ -1,0 +1,373 @@
+//! The idempotency step of the request path: [`Idempotency::admit`] before the attempts, and
+//! [`Guard::finish`] after them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use rand::Rng;
+use tokio::sync::Notify;
+
+use super::fingerprint::{self, Digest};
+use super::store::{Claim, ClaimRequest, Store, StoreError, StoredResponse};
+use super::{Clock, FailMode, RoutePolicy, Settings, after, new_key};
+use crate::error::ProxyError;
+use crate::metrics::IdempotencyMetrics;
+use crate::proxy::ProxyBody;
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Longer than any key the provider accepts; such a request is left for the provider to refuse.
+const MAX_KEY_LEN: usize = 255;
+/// A claim outlives its request's deadline by this much, so a slow finish is not taken over.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
+/// Waiters re-check the store this often even without a wake-up (another process may hold
+/// the key once the store is shared).
+const POLL: Duration = Duration::from_millis(50);
+
+/// What to do with a request.
+pub enum Admission {
+    /// Send it upstream. With a guard, its result must be handed to [`Guard::finish`].
+    Forward {
+        guard: Option<Guard>,
+        injected: Option<HeaderValue>,
+    },
+    /// Answer with this stored response, without contacting the provider.
+    Replay(Response<ProxyBody>),
+    /// Refuse it, without contacting the provider.
+    Refuse(ProxyError),
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    settings: Settings,
+    clock: Clock,
+    /// Wakes duplicates waiting on a key in this process when its holder finishes.
+    waiters: Mutex<HashMap<Digest, Arc<Notify>>>,
+    healthy: AtomicBool,
+}
+
+#[derive(Clone)]
+pub struct Idempotency(Arc<Inner>);
+
+impl Idempotency {
+    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Idempotency {
+        Idempotency(Arc::new(Inner {
+            store,
+            settings,
+            clock: Clock::new(),
+            waiters: Mutex::new(HashMap::new()),
+            healthy: AtomicBool::new(true),
+        }))
+    }
+
+    /// False after a store operation failed, until one succeeds again; `/readyz` reports it.
+    pub fn healthy(&self) -> bool {
+        self.0.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.0.clock.now_ms()
+    }
+
+    /// Times a store operation and records its health.
+    async fn op<T>(
+        &self,
+        m: &IdempotencyMetrics,
+        name: &str,
+        f: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = f.await;
+        m.store_op(name, started.elapsed(), result.is_ok());
+        self.0.healthy.store(result.is_ok(), Ordering::Relaxed);
+        if let Err(e) = &result {
+            tracing::warn!(op = name, error = %e, "idempotency store operation failed");
+        }
+        result
+    }
+
+    /// Decides a request's fate before any attempt. May add an `Idempotency-Key` to `headers`.
+    #[allow(clippy::too_many_arguments)] // each is one fact of the request; a struct adds nothing
+    pub async fn admit(
+        &self,
+        policy: &RoutePolicy,
+        m: &IdempotencyMetrics,
+        route: &str,
+        method: &Method,
+        path_and_query: &str,
+        headers: &mut HeaderMap,
+        body: &Bytes,
+        deadline: Duration,
+    ) -> Admission {
+        let forward = |injected| Admission::Forward {
+            guard: None,
+            injected,
+        };
+        // Keys are a POST matter (GET and DELETE are idempotent by definition), and a request
+        // without credentials will be refused by the provider: nothing to deduplicate.
+        let Some(scope) = fingerprint::scope(headers).filter(|_| method == Method::POST) else {
+            return forward(None);
+        };
+        let print = fingerprint::fingerprint(method, path_and_query, body);
+        let now = self.now_ms();
+
+        let (key, injected) = match headers.get(&IDEMPOTENCY_KEY) {
+            Some(key) if key.len() > MAX_KEY_LEN || key.is_empty() => return forward(None),
+            Some(key) => (key.clone(), None),
+            None if !policy.inject && policy.dedup_window.is_none() => return forward(None),
+            None => {
+                let mut key = new_key();
+                if let Some(window) = policy.dedup_window {
+                    let binding = fingerprint::binding_key(&scope, &print);
+                    let bound = self
+                        .op(
+                            m,
+                            "bind",
+                            self.0.store.bind(&binding, &key, after(now, window), now),
+                        )
+                        .await;
+                    match bound {
+                        Ok(bound) => key = bound,
+                        Err(e) => return self.degrade(policy, e, None),
+                    }
+                }
+                m.injected.with_label_values(&[route]).inc();
+                // Built from hex and a fixed prefix, or from a key we stored ourselves.
+                let Ok(value) = HeaderValue::from_str(&key) else {
+                    return forward(None);
+                };
+                headers.insert(IDEMPOTENCY_KEY, value.clone());
+                if policy.dedup_window.is_none() {
+                    // A fresh random key cannot collide: nothing to look up.
+                    return forward(Some(value));
+                }
+                (value.clone(), Some(value))
+            }
+        };
+
+        let record = fingerprint::record_key(&scope, key.as_bytes());
+        let owner = rand::rng().random::<u128>();
+        let wait_until = tokio::time::Instant::now() + self.0.settings.coalesce_wait.min(deadline);
+        let mut waited = false;
+        loop {
+            let now = self.now_ms();
+            let claim = ClaimRequest {
+                key: &record,
+                fingerprint: &print,
+                owner,
+                lease_until: after(now, deadline + LEASE_MARGIN),
+                now,
+            };
+            // Register for the wake-up before looking, so a finish between the look and the
+            // wait is not missed.
+            let notify = self.waiter(&record);
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let claim = match self.op(m, "claim", self.0.store.claim(claim)).await {
+                Ok(claim) => claim,
+                Err(e) => return self.degrade(policy, e, injected),
+            };
+            let coalesced = |result| {
+                if waited {
+                    m.coalesced.with_label_values(&[route, result]).inc();
+                }
+            };
+            match claim {
+                Claim::Claimed => {
+                    coalesced("took_over");
+                    let guard = Guard {
+                        owner: self.clone(),
+                        record,
+                        claim: owner,
+                        finished: false,
+                    };
+                    return Admission::Forward {
+                        guard: Some(guard),
+                        injected,
+                    };
+                }
+                Claim::Completed { fingerprint: f, .. } | Claim::InFlight { fingerprint: f }
+                    if f != print =>
+                {
+                    m.conflicts.with_label_values(&[route, "mismatch"]).inc();
+                    return Admission::Refuse(ProxyError::KeyMismatch);
+                }
+                Claim::Completed { response, .. } => {
+                    coalesced("replayed");
+                    m.replays.with_label_values(&[route]).inc();
+                    return Admission::Replay(replay(response));
+                }
+                Claim::InFlight { .. } if tokio::time::Instant::now() >= wait_until => {
+                    coalesced("timed_out");
+                    m.conflicts.with_label_values(&[route, "in_use"]).inc();
+                    return Admission::Refuse(ProxyError::KeyInUse);
+                }
+                Claim::InFlight { .. } => {
+                    waited = true;
+                    let nap =
+                        POLL.min(wait_until.saturating_duration_since(tokio::time::Instant::now()));
+                    let _ = tokio::time::timeout(nap, notified).await;
+                }
+            }
+        }
+    }
+
+    fn degrade(
+        &self,
+        policy: &RoutePolicy,
+        e: StoreError,
+        injected: Option<HeaderValue>,
+    ) -> Admission {
+        match policy.on_store_error {
+            FailMode::Open => Admission::Forward {
+                guard: None,
+                injected,
+            },
+            FailMode::Closed => Admission::Refuse(ProxyError::StoreUnavailable(e.to_string())),
+        }
+    }
+
+    fn waiter(&self, record: &Digest) -> Arc<Notify> {
+        let mut map = self
+            .0
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.entry(*record).or_default().clone()
+    }
+
+    fn wake(&self, record: &Digest) {
+        let notify = self
+            .0
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(record);
+        if let Some(notify) = notify {
+            notify.notify_waiters();
+        }
+    }
+}
+
+/// A claimed key. Finish it with the final response, or drop it to release the key.
+pub struct Guard {
+    owner: Idempotency,
+    record: Digest,
+    claim: u128,
+    finished: bool,
+}
+
+impl Guard {
+    /// Stores the response when it is final and small enough, then wakes duplicates. Returns
+    /// the response to send (rebuilt from the buffered body when it was stored).
+    pub async fn finish(
+        mut self,
+        m: &IdempotencyMetrics,
+        response: Response<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        self.finished = true;
+        let idem = self.owner.clone();
+        let settings = &idem.0.settings;
+        let length = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let fits = length.is_some_and(|l| l <= settings.max_stored_body);
+        if !storable(response.status()) || !fits {
+            let _ = idem
+                .op(m, "release", idem.0.store.release(&self.record, self.claim))
+                .await;
+            idem.wake(&self.record);
+            return Ok(response);
+        }
+        let (parts, body) = response.into_parts();
+        let bytes = match Limited::new(body, settings.max_stored_body).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                let _ = idem
+                    .op(m, "release", idem.0.store.release(&self.record, self.claim))
+                    .await;
+                idem.wake(&self.record);
+                return Err(ProxyError::UpstreamIo(format!(
+                    "reading the response body: {e}"
+                )));
+            }
+        };
+        let stored = StoredResponse {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            body: bytes.to_vec(),
+        };
+        let expires = after(idem.now_ms(), settings.ttl);
+        let _ = idem
+            .op(
+                m,
+                "complete",
+                idem.0
+                    .store
+                    .complete(&self.record, self.claim, stored, expires),
+            )
+            .await;
+        idem.wake(&self.record);
+        Ok(Response::from_parts(parts, full(bytes)))
+    }
+}
+
+impl Drop for Guard {
+    /// A request abandoned mid-way (the app hung up, or payguard failed) releases its key so
+    /// the app's retry need not wait for the lease to run out.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let (idem, record, claim) = (self.owner.clone(), self.record, self.claim);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = idem.0.store.release(&record, claim).await {
+                    tracing::warn!(error = %e, "could not release an abandoned idempotency key");
+                }
+                idem.wake(&record);
+            });
+        }
+    }
+}
+
+/// Final answers the provider keeps under a key; see the module docs for what is left out.
+fn storable(status: StatusCode) -> bool {
+    status.is_success()
+        || (status.is_client_error() && !matches!(status.as_u16(), 400 | 401 | 403 | 409 | 429))
+}
+
+fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// A stored response as the provider replays one: same status, headers and body, marked.
+fn replay(stored: StoredResponse) -> Response<ProxyBody> {
+    let mut response = Response::new(full(Bytes::from(stored.body)));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}

@@ -1,0 +1,140 @@
+//! The in-memory store: a map under a mutex. For tests and for deployments that accept losing
+//! records on restart (the provider still deduplicates by key for 24 hours).
+//!
+//! A std `Mutex`, not tokio's: every operation is a short map access that never awaits while
+//! holding the lock, which is exactly the case the std mutex is cheaper for.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::fingerprint::Digest;
+use super::store::{Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse};
+use super::store::{decide_bind, decide_claim, owns};
+
+pub struct MemoryStore {
+    records: Mutex<HashMap<Digest, Record>>,
+    max_records: usize,
+}
+
+impl MemoryStore {
+    pub fn new(max_records: usize) -> MemoryStore {
+        MemoryStore {
+            records: Mutex::new(HashMap::new()),
+            max_records,
+        }
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<Digest, Record>> {
+        // A panic while holding the lock cannot leave a half-written record: each operation
+        // replaces whole values. So a poisoned map is still consistent; keep serving.
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Refuses a new key when the map is at its bound, after dropping what has expired.
+    fn make_room(
+        &self,
+        map: &mut HashMap<Digest, Record>,
+        key: &Digest,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        if map.len() < self.max_records || map.contains_key(key) {
+            return Ok(());
+        }
+        map.retain(|_, r| !r.expired(now));
+        if map.len() < self.max_records {
+            Ok(())
+        } else {
+            Err(StoreError::Full(map.len()))
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn claim<'a>(&'a self, req: ClaimRequest<'a>) -> StoreFuture<'a, Claim> {
+        let result = (|| {
+            let mut map = self.map();
+            let (claim, write) = decide_claim(map.get(req.key).cloned(), &req);
+            if let Some(record) = write {
+                self.make_room(&mut map, req.key, req.now)?;
+                map.insert(*req.key, record);
+            }
+            Ok(claim)
+        })();
+        Box::pin(async move { result })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a Digest,
+        owner: u128,
+        response: StoredResponse,
+        expires_at: u64,
+    ) -> StoreFuture<'a, bool> {
+        let mut map = self.map();
+        let done = match map.get(key).cloned() {
+            Some(Record::InFlight { fingerprint, .. }) if owns(&map.get(key).cloned(), owner) => {
+                map.insert(
+                    *key,
+                    Record::Completed {
+                        fingerprint,
+                        response,
+                        expires_at,
+                    },
+                );
+                true
+            }
+            _ => false,
+        };
+        Box::pin(async move { Ok(done) })
+    }
+
+    fn release<'a>(&'a self, key: &'a Digest, owner: u128) -> StoreFuture<'a, ()> {
+        let mut map = self.map();
+        if owns(&map.get(key).cloned(), owner) {
+            map.remove(key);
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn bind<'a>(
+        &'a self,
+        key: &'a Digest,
+        candidate: &'a str,
+        expires_at: u64,
+        now: u64,
+    ) -> StoreFuture<'a, String> {
+        let result = (|| {
+            let mut map = self.map();
+            let (bound, write) = decide_bind(map.get(key).cloned(), candidate, expires_at, now);
+            if let Some(record) = write {
+                self.make_room(&mut map, key, now)?;
+                map.insert(*key, record);
+            }
+            Ok(bound)
+        })();
+        Box::pin(async move { result })
+    }
+
+    fn prune(&self, now: u64) -> StoreFuture<'_, usize> {
+        let mut map = self.map();
+        let before = map.len();
+        map.retain(|_, r| !r.expired(now));
+        let removed = before - map.len();
+        Box::pin(async move { Ok(removed) })
+    }
+
+    fn count(&self) -> StoreFuture<'_, usize> {
+        let len = self.map().len();
+        Box::pin(async move { Ok(len) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_conforms() {
+        super::super::conformance::run_all(|max| async move { MemoryStore::new(max) }).await;
+    }
+}

@@ -1,0 +1,82 @@
+//! The idempotency families: injected keys, replays, coalesced waits, conflicts, and the
+//! store's latency, errors and size.
+
+use std::time::Duration;
+
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
+
+use super::{counter, gauge, histogram};
+
+/// Store operations are local map accesses or an fsync'd file write: microseconds to tens of
+/// milliseconds.
+const STORE_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+];
+
+pub struct IdempotencyMetrics {
+    pub injected: IntCounterVec,
+    pub replays: IntCounterVec,
+    pub coalesced: IntCounterVec,
+    pub conflicts: IntCounterVec,
+    store_duration: HistogramVec,
+    store_errors: IntCounterVec,
+    pub records: IntGauge,
+}
+
+impl IdempotencyMetrics {
+    pub(super) fn new(r: &Registry) -> Result<IdempotencyMetrics, prometheus::Error> {
+        Ok(IdempotencyMetrics {
+            injected: counter(
+                r,
+                "payguard_idempotency_keys_injected_total",
+                "Idempotency keys payguard added to requests that had none, by route.",
+                &["route"],
+            )?,
+            replays: counter(
+                r,
+                "payguard_idempotency_replays_total",
+                "Responses replayed from the store without contacting the provider, by route.",
+                &["route"],
+            )?,
+            coalesced: counter(
+                r,
+                "payguard_idempotency_coalesced_total",
+                "Duplicates that waited for the first request with their key, by route and how the wait ended.",
+                &["route", "result"],
+            )?,
+            conflicts: counter(
+                r,
+                "payguard_idempotency_conflicts_total",
+                "Requests refused for their key, by route and kind (in_use, mismatch).",
+                &["route", "kind"],
+            )?,
+            store_duration: histogram(
+                r,
+                "payguard_idempotency_store_operation_duration_seconds",
+                "Time per store operation, by operation.",
+                &["op"],
+                STORE_BUCKETS,
+            )?,
+            store_errors: counter(
+                r,
+                "payguard_idempotency_store_errors_total",
+                "Store operations that failed, by operation.",
+                &["op"],
+            )?,
+            records: gauge(
+                r,
+                "payguard_idempotency_records",
+                "Records held by the store, as of the last prune.",
+            )?,
+        })
+    }
+
+    pub fn store_op(&self, op: &str, elapsed: Duration, ok: bool) {
+        self.store_duration
+            .with_label_values(&[op])
+            .observe(elapsed.as_secs_f64());
+        if !ok {
+            self.store_errors.with_label_values(&[op]).inc();
+        }
+    }
+}
