@@ -4,7 +4,9 @@
 //!
 //! Readiness is a latch: it is set once both listeners are bound and the upstream client is
 //! built, and cleared when shutdown begins so that Kubernetes stops routing new work to a
-//! draining pod while `/healthz` still says the process is alive.
+//! draining pod while `/healthz` still says the process is alive. Readiness also fails while
+//! the idempotency store is failing, and recovers when a store operation (at the latest the
+//! periodic prune) succeeds again.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -41,8 +43,12 @@ pub fn handle<B>(
     }
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" if ready.is_ready() => text(StatusCode::OK, "ready\n"),
-        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/readyz" if !ready.is_ready() => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/readyz" if !state.idempotency().healthy() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: idempotency store failing\n",
+        ),
+        "/readyz" => text(StatusCode::OK, "ready\n"),
         "/metrics" => {
             let mut response = text(StatusCode::OK, &state.metrics().render());
             response.headers_mut().insert(

@@ -167,7 +167,9 @@ impl ProxyState {
         let uri = match self.upstream.uri_for(parts.uri.path_and_query()) {
             Ok(uri) => uri,
             Err(e) => {
-                return Forwarded::refused(ProxyError::BodyRead(format!("bad request target: {e}")));
+                return Forwarded::refused(ProxyError::BodyRead(format!(
+                    "bad request target: {e}"
+                )));
             }
         };
 
@@ -190,10 +192,12 @@ impl ProxyState {
         let (guard, injected) = match admission {
             Admission::Forward { guard, injected } => (guard, injected),
             Admission::Refuse(e) => return Forwarded::refused(e),
-            Admission::Replay(response) => {
+            Admission::Replay { response, injected } => {
                 return Forwarded {
                     result: Ok(response),
-                    ..Forwarded::refused(ProxyError::Internal)
+                    attempts: 0,
+                    injected,
+                    origin: Origin::Payguard,
                 };
             }
         };

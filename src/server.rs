@@ -33,6 +33,7 @@ pub struct Server {
     proxy_addr: SocketAddr,
     admin_addr: SocketAddr,
     drain_timeout: Duration,
+    prune_interval: Duration,
     state: Arc<ProxyState>,
     ready: Readiness,
 }
@@ -61,6 +62,7 @@ impl Server {
             proxy,
             admin,
             drain_timeout: config.drain_timeout,
+            prune_interval: config.idempotency.prune_interval,
             state: Arc::new(ProxyState::new(config)?),
             ready: Readiness::default(),
         })
@@ -78,6 +80,7 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
+        let prune_task = tokio::spawn(prune_periodically(self.state.clone(), self.prune_interval));
         let admin_task = tokio::spawn(serve_admin(
             self.admin,
             self.state.clone(),
@@ -135,6 +138,7 @@ impl Server {
             tracing::info!("drained");
         }
         admin_task.abort();
+        prune_task.abort();
         Ok(())
     }
 }
@@ -152,6 +156,19 @@ fn prepare(stream: &TcpStream) -> Option<SocketAddr> {
 fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response<ProxyBody> {
     tracing::error!("request handler panicked");
     ProxyError::Internal.into_response()
+}
+
+/// Expired idempotency records are removed in the background, never on the request path.
+async fn prune_periodically(state: Arc<ProxyState>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        state
+            .idempotency()
+            .prune(&state.metrics().idempotency)
+            .await;
+    }
 }
 
 async fn serve_admin(listener: TcpListener, state: Arc<ProxyState>, ready: Readiness) {

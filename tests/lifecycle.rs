@@ -2,14 +2,12 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use payguard::double::{self, DoubleConfig};
+use support::process::{BIN, Process, spawn_payguard};
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_payguard");
 
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish() {
@@ -45,32 +43,12 @@ async fn sigterm_drains_then_exits_zero() {
     .replace("level = \"warn\"", "level = \"info\"");
     std::fs::write(&file, toml).unwrap();
 
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&file)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (proxy, admin) = loop {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("payguard logs its addresses")
-            .unwrap()
-            .expect("payguard is still running");
-        if line.contains("payguard is serving") {
-            break (field(&line, "proxy="), field(&line, "admin="));
-        }
-    };
-    // Keep reading the log so the child never blocks on a full pipe.
-    let log = tokio::spawn(async move {
-        let mut all = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            all.push(line);
-        }
-        all
-    });
+    let Process {
+        mut child,
+        proxy,
+        admin,
+        log,
+    } = spawn_payguard(&file).await;
 
     let url = format!("http://{proxy}/_double/slow?ms=600");
     let in_flight = tokio::spawn(async move { get(&url).await });
@@ -103,14 +81,6 @@ async fn sigterm_drains_then_exits_zero() {
     let log = log.await.unwrap().join("\n");
     assert!(log.contains("SIGTERM received"), "{log}");
     assert!(log.contains("drained"), "{log}");
-}
-
-fn field(line: &str, name: &str) -> String {
-    let start = line
-        .find(name)
-        .unwrap_or_else(|| panic!("{name} in {line}"))
-        + name.len();
-    line[start..].split_whitespace().next().unwrap().to_owned()
 }
 
 #[test]

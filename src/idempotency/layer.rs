@@ -35,8 +35,12 @@ pub enum Admission {
         guard: Option<Guard>,
         injected: Option<HeaderValue>,
     },
-    /// Answer with this stored response, without contacting the provider.
-    Replay(Response<ProxyBody>),
+    /// Answer with this stored response, without contacting the provider. `injected` is the
+    /// key payguard bound to a keyless request, so the app sees it on the replay too.
+    Replay {
+        response: Response<ProxyBody>,
+        injected: Option<HeaderValue>,
+    },
     /// Refuse it, without contacting the provider.
     Refuse(ProxyError),
 }
@@ -204,7 +208,10 @@ impl Idempotency {
                 Claim::Completed { response, .. } => {
                     coalesced("replayed");
                     m.replays.with_label_values(&[route]).inc();
-                    return Admission::Replay(replay(response));
+                    return Admission::Replay {
+                        response: replay(response),
+                        injected,
+                    };
                 }
                 Claim::InFlight { .. } if tokio::time::Instant::now() >= wait_until => {
                     coalesced("timed_out");
@@ -218,6 +225,20 @@ impl Idempotency {
                     let _ = tokio::time::timeout(nap, notified).await;
                 }
             }
+        }
+    }
+
+    /// Removes expired records and updates the records gauge. Run periodically; also serves
+    /// as the store's health probe, so readiness recovers once the store does.
+    pub async fn prune(&self, m: &IdempotencyMetrics) {
+        let now = self.now_ms();
+        if let Ok(removed) = self.op(m, "prune", self.0.store.prune(now)).await {
+            if removed > 0 {
+                tracing::debug!(removed, "pruned expired idempotency records");
+            }
+        }
+        if let Ok(count) = self.op(m, "count", self.0.store.count()).await {
+            m.records.set(i64::try_from(count).unwrap_or(i64::MAX));
         }
     }
 

@@ -4,6 +4,8 @@
 //! in parallel without sharing ports or counters.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod process;
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;

@@ -1,0 +1,63 @@
+//! payguard as a real process, for tests that need signals: SIGTERM drains, SIGKILL crashes.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Child;
+use tokio::task::JoinHandle;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_payguard");
+
+/// A running `payguard run` and the addresses it logged.
+pub struct Process {
+    pub child: Child,
+    pub proxy: String,
+    pub admin: String,
+    /// Every log line after the start, once the process has exited.
+    pub log: JoinHandle<Vec<String>>,
+}
+
+/// Starts `payguard run --config <file>` and waits for it to log where it listens. The config
+/// should listen on port 0 and log at info level.
+pub async fn spawn_payguard(config: &Path) -> Process {
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("payguard starts");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let (proxy, admin) = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+            .await
+            .expect("payguard logs its addresses")
+            .expect("stderr is readable")
+            .expect("payguard is still running");
+        if line.contains("payguard is serving") {
+            break (field(&line, "proxy="), field(&line, "admin="));
+        }
+    };
+    // Keep reading the log so the child never blocks on a full pipe.
+    let log = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            all.push(line);
+        }
+        all
+    });
+    Process {
+        child,
+        proxy,
+        admin,
+        log,
+    }
+}
+
+fn field(line: &str, name: &str) -> String {
+    let start = line.find(name).unwrap_or_else(|| panic!("{name} in {line}")) + name.len();
+    line[start..].split_whitespace().next().unwrap_or_default().to_owned()
+}
