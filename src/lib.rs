@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod breaker;
 pub mod config;
 pub mod double;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod idempotency;
 pub mod inbound;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod retry;
 pub mod route;
 pub mod server;

@@ -1,0 +1,119 @@
+//! Client-side rate limiting: stay under the provider's ceiling instead of discovering it
+//! through 429s.
+//!
+//! The limiter is GCRA (the generic cell rate algorithm) run as a *reservation* scheduler:
+//! each attempt reserves the next free send time under a short lock and then sleeps until it.
+//! Reservations are handed out in arrival order, so the queue is FIFO by construction, and a
+//! request whose reserved time would be later than it may wait (its `max_wait`, or what is left
+//! of its deadline) is refused before reserving anything. `governor` implements GCRA well, but
+//! it answers "not yet" and leaves waiters to race for the next cell, and its quota is fixed
+//! at construction; fairness and the adaptive rate below need the reservation state itself,
+//! which is a few lines of arithmetic.
+//!
+//! In any window of `T` seconds the limiter grants at most `burst + rate * T` sends, so
+//! `rate + burst - 1` is the most the provider can see in one second; keep that at or below its
+//! ceiling.
+//!
+//! Adaptive rate ([`adaptive`]): a 429 from the provider despite the limiter means someone else
+//! shares the account's budget, so the rate is halved (down to a floor); each second without a
+//! 429 gives back a tenth of the configured rate, never above it.
+
+pub mod adaptive;
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use adaptive::Adaptive;
+
+/// A limiter's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitSpec {
+    /// Sends per second.
+    pub rate: f64,
+    /// Sends allowed back to back after a quiet period.
+    pub burst: u32,
+    /// The longest an attempt waits in the queue before payguard answers 429 itself.
+    pub max_wait: Duration,
+    /// Lower the rate on provider 429s, and recover it gradually.
+    pub adaptive: bool,
+    /// The floor of the adaptive rate.
+    pub min_rate: f64,
+}
+
+/// Why an attempt was not granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// When a send could be granted, as a hint for `Retry-After`.
+    pub retry_after: Duration,
+}
+
+struct State {
+    /// The theoretical arrival time of the next send at the current rate.
+    tat: Instant,
+    adaptive: Adaptive,
+}
+
+/// One rate limiter, shared by every request it covers.
+pub struct Limiter {
+    spec: LimitSpec,
+    state: Mutex<State>,
+}
+
+impl Limiter {
+    pub fn new(spec: LimitSpec) -> Limiter {
+        Limiter {
+            state: Mutex::new(State {
+                tat: Instant::now(),
+                adaptive: Adaptive::new(spec.rate, spec.min_rate, Instant::now()),
+            }),
+            spec,
+        }
+    }
+
+    /// Reserves a send time no later than `wait_limit` from now, or refuses. The reservation
+    /// is kept even if the caller then gives up: a lost slot only slows the next caller by
+    /// one interval, whereas handing it back would let later callers overtake earlier ones.
+    fn reserve(&self, now: Instant, wait_limit: Duration) -> Result<Instant, Refused> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let rate = state.adaptive.rate(now);
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let tolerance = interval.saturating_mul(self.spec.burst.saturating_sub(1));
+        let tat = state.tat.max(now);
+        let at = (tat - tolerance).max(now);
+        if at - now > wait_limit {
+            return Err(Refused {
+                retry_after: at - now,
+            });
+        }
+        state.tat = tat + interval;
+        Ok(at)
+    }
+
+    /// Waits for this attempt's turn, at most `max_wait` and at most `deadline_left`.
+    /// Returns how long it waited.
+    pub async fn acquire(&self, deadline_left: Duration) -> Result<Duration, Refused> {
+        let now = Instant::now();
+        let at = self.reserve(now, self.spec.max_wait.min(deadline_left))?;
+        tokio::time::sleep_until(at).await;
+        Ok(at - now)
+    }
+
+    /// Tells the limiter the provider answered 429 despite it.
+    pub fn throttled(&self) {
+        if self.spec.adaptive {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.adaptive.decrease(Instant::now());
+        }
+    }
+
+    /// The rate in force now, for the gauge.
+    pub fn effective_rate(&self) -> f64 {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.adaptive.rate(Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! The limiter under paused time: accuracy, utilisation, fairness, refusal, adaptation.
+
+use std::sync::Arc;
+
+use super::*;
+
+fn spec(rate: f64, burst: u32, max_wait: Duration) -> LimitSpec {
+    LimitSpec {
+        rate,
+        burst,
+        max_wait,
+        adaptive: true,
+        min_rate: 1.0,
+    }
+}
+
+/// Offers `per_second` attempts for `seconds`, evenly spaced; returns (arrival index, grant
+/// time since start) for each granted attempt and the number refused.
+async fn offer(
+    limiter: Arc<Limiter>,
+    per_second: u32,
+    seconds: u32,
+) -> (Vec<(usize, Duration)>, usize) {
+    let start = Instant::now();
+    let gap = Duration::from_secs(1) / per_second;
+    let mut tasks = Vec::new();
+    for i in 0..(per_second * seconds) as usize {
+        tokio::time::sleep_until(start + gap * i as u32).await;
+        let limiter = limiter.clone();
+        tasks.push(tokio::spawn(async move {
+            limiter
+                .acquire(Duration::from_secs(3600))
+                .await
+                .map(|_| (i, start.elapsed()))
+        }));
+    }
+    let (mut granted, mut refused) = (Vec::new(), 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(grant) => granted.push(grant),
+            Err(_) => refused += 1,
+        }
+    }
+    (granted, refused)
+}
+
+/// The most grants in any half-open window `[t, t + 1s)`.
+fn busiest_second(grants: &[(usize, Duration)]) -> usize {
+    let mut times: Vec<Duration> = grants.iter().map(|g| g.1).collect();
+    times.sort();
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|t| **t < times[i] + Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn fifty_per_second_offered_never_exceed_ten_in_any_second() {
+    let limiter = Arc::new(Limiter::new(spec(10.0, 1, Duration::from_secs(600))));
+    let (granted, refused) = offer(limiter, 50, 10).await;
+    assert_eq!(refused, 0);
+    assert!(
+        busiest_second(&granted) <= 10,
+        "busiest second: {}",
+        busiest_second(&granted)
+    );
+    // Under saturation the limit is used: at least 95% of 10/s over the first 10 seconds.
+    let in_ten = granted
+        .iter()
+        .filter(|g| g.1 < Duration::from_secs(10))
+        .count();
+    assert!(in_ten >= 95, "{in_ten} sends in 10 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_queue_is_served_in_arrival_order() {
+    let limiter = Arc::new(Limiter::new(spec(10.0, 1, Duration::from_secs(600))));
+    let (mut granted, _) = offer(limiter, 50, 2).await;
+    granted.sort_by_key(|g| g.1);
+    let order: Vec<usize> = granted.iter().map(|g| g.0).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "grants follow arrivals");
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_max_wait_an_attempt_is_refused_with_a_hint() {
+    let limiter = Arc::new(Limiter::new(spec(10.0, 1, Duration::from_millis(250))));
+    let (granted, refused) = offer(limiter.clone(), 50, 2).await;
+    assert!(refused > 0);
+    assert!(busiest_second(&granted) <= 10);
+    // The queue holds at most max_wait's worth: the next free slot is within reach again soon.
+    let refusal = limiter.reserve(Instant::now(), Duration::ZERO).unwrap_err();
+    assert!(
+        refusal.retry_after <= Duration::from_millis(350),
+        "{refusal:?}"
+    );
+    // The deadline bounds the wait too.
+    assert!(limiter.acquire(Duration::ZERO).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_goes_out_at_once_after_a_quiet_period() {
+    let limiter = Limiter::new(spec(10.0, 3, Duration::from_secs(10)));
+    for _ in 0..3 {
+        assert_eq!(
+            limiter.acquire(Duration::from_secs(10)).await,
+            Ok(Duration::ZERO)
+        );
+    }
+    assert_eq!(
+        limiter.acquire(Duration::from_secs(10)).await,
+        Ok(Duration::from_millis(100))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn provider_429s_slow_the_limiter_and_quiet_brings_it_back() {
+    let limiter = Limiter::new(spec(10.0, 1, Duration::from_secs(10)));
+    limiter.throttled();
+    assert_eq!(limiter.effective_rate(), 5.0);
+    limiter.acquire(Duration::from_secs(10)).await.unwrap();
+    let waited = limiter.acquire(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        waited,
+        Duration::from_millis(200),
+        "spacing follows the lowered rate"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(limiter.effective_rate(), 10.0);
+}
