@@ -210,13 +210,14 @@ pub(super) fn route_policy(
             base.on_store_error
         }
     };
-    if let Some(w) = raw.dedup_window {
-        if w.is_zero() || w > Duration::from_secs(24 * 3600) {
-            issue(
-                format!("{at}.dedup_window"),
-                "must be from 1ms to 24h".into(),
-            );
-        }
+    if raw
+        .dedup_window
+        .is_some_and(|w| w.is_zero() || w > Duration::from_secs(24 * 3600))
+    {
+        issue(
+            format!("{at}.dedup_window"),
+            "must be from 1ms to 24h".into(),
+        );
     }
     RoutePolicy {
         inject: raw.inject_keys.unwrap_or(base.inject),

@@ -232,10 +232,9 @@ impl Idempotency {
     /// as the store's health probe, so readiness recovers once the store does.
     pub async fn prune(&self, m: &IdempotencyMetrics) {
         let now = self.now_ms();
-        if let Ok(removed) = self.op(m, "prune", self.0.store.prune(now)).await {
-            if removed > 0 {
-                tracing::debug!(removed, "pruned expired idempotency records");
-            }
+        let removed = self.op(m, "prune", self.0.store.prune(now)).await;
+        if let Ok(removed @ 1..) = removed {
+            tracing::debug!(removed, "pruned expired idempotency records");
         }
         if let Ok(count) = self.op(m, "count", self.0.store.count()).await {
             m.records.set(i64::try_from(count).unwrap_or(i64::MAX));
