@@ -11,7 +11,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 
 use crate::proxy::ProxyBody;
-use crate::retry::AttemptError;
+use crate::retry::{AttemptError, Refusal};
 
 /// Header on every response payguard made itself, holding [`ProxyError::code`].
 pub const PAYGUARD_ERROR: &str = "payguard-error";
@@ -42,6 +42,10 @@ pub enum ProxyError {
     KeyMismatch,
     #[error("the idempotency store is unavailable: {0}")]
     StoreUnavailable(String),
+    #[error("payguard is holding requests below the provider's rate limit; retry after {0:?}")]
+    RateLimited(std::time::Duration),
+    #[error("the upstream is failing and payguard's circuit breaker is open; retry after {0:?}")]
+    CircuitOpen(std::time::Duration),
 }
 
 /// An attempt's failure, when it is the last word: never sent means the upstream could not be
@@ -52,6 +56,8 @@ impl From<AttemptError> for ProxyError {
             AttemptError::NotSent(detail) => ProxyError::UpstreamConnect(detail),
             AttemptError::Lost(detail) => ProxyError::UpstreamIo(detail),
             AttemptError::TimedOut(after) => ProxyError::UpstreamTimeout(after),
+            AttemptError::Refused(Refusal::RateLimited(after)) => ProxyError::RateLimited(after),
+            AttemptError::Refused(Refusal::CircuitOpen(after)) => ProxyError::CircuitOpen(after),
         }
     }
 }
@@ -67,7 +73,10 @@ impl ProxyError {
             ProxyError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::KeyInUse => StatusCode::CONFLICT,
             ProxyError::KeyMismatch => StatusCode::BAD_REQUEST,
-            ProxyError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::StoreUnavailable(_) | ProxyError::CircuitOpen(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -87,14 +96,20 @@ impl ProxyError {
             ProxyError::KeyInUse => "idempotency_key_in_use",
             ProxyError::KeyMismatch => "payguard_idempotency_key_reused",
             ProxyError::StoreUnavailable(_) => "payguard_store_unavailable",
+            // Stripe's code for its own limiter, so clients handle both alike.
+            ProxyError::RateLimited(_) => "rate_limit",
+            ProxyError::CircuitOpen(_) => "payguard_circuit_open",
         }
     }
 
-    /// Stripe's error `type`: the app's fault is an `invalid_request_error`, ours or the
+    /// Stripe's error `type`: `idempotency_error` for a reused key, `rate_limit_error` for a
+    /// 429; otherwise the app's fault is an `invalid_request_error`, ours or the
     /// provider's an `api_error`; SDKs pick their exception class from it.
     fn stripe_type(&self) -> &'static str {
         if matches!(self, ProxyError::KeyMismatch) {
             "idempotency_error"
+        } else if matches!(self, ProxyError::RateLimited(_)) {
+            "rate_limit_error"
         } else if self.status().is_client_error() {
             "invalid_request_error"
         } else {
@@ -123,6 +138,11 @@ impl ProxyError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(PAYGUARD_ERROR, HeaderValue::from_static(self.code()));
+        if let ProxyError::RateLimited(after) | ProxyError::CircuitOpen(after) = &self {
+            // Whole seconds, rounded up: a client waiting less would only be refused again.
+            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         if matches!(self, ProxyError::Connect) {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
         }

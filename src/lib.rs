@@ -20,6 +20,7 @@ pub mod breaker;
 pub mod config;
 pub mod double;
 pub mod error;
+pub mod gate;
 pub mod headers;
 pub mod idempotency;
 pub mod inbound;

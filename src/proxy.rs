@@ -7,7 +7,8 @@
 //! 4. Idempotency ([`crate::idempotency`]): inject a key when missing; replay a completed key,
 //!    join one in flight, refuse a mismatch, or claim it.
 //! 5. Attempt, classify, back off and attempt again, within the route's attempts and deadline
-//!    and the upstream's retry budget ([`crate::retry`]).
+//!    and the upstream's retry budget ([`crate::retry`]). Every attempt first passes the
+//!    circuit breakers and rate limiters ([`crate::gate`]).
 //! 6. Store the final response under the claimed key, stream it back with `Payguard-Attempts`
 //!    (and `Payguard-Idempotency-Key` when payguard chose the key), and count and log the
 //!    outcome: one line per request, never headers or bodies.
@@ -28,6 +29,7 @@ use tower::retry::budget::TpsBudget;
 
 use crate::config::{Config, RouteSpec, StoreKind};
 use crate::error::ProxyError;
+use crate::gate::Gates;
 use crate::headers;
 use crate::idempotency::{
     Admission, Idempotency, Store, embedded::EmbeddedStore, memory::MemoryStore,
@@ -58,6 +60,7 @@ pub struct ProxyState {
     budget: TpsBudget,
     jitter: Jitter,
     idempotency: Idempotency,
+    gates: Gates,
     max_body: usize,
 }
 
@@ -94,6 +97,7 @@ impl ProxyState {
             StoreKind::Memory => Arc::new(MemoryStore::new(spec.max_records)),
             StoreKind::Embedded(path) => Arc::new(EmbeddedStore::open(path, spec.max_records)?),
         };
+        let gates = Gates::new(config, &metrics.limits);
         Ok(ProxyState {
             upstream: Upstream::new(&config.upstream)?,
             routes,
@@ -101,6 +105,7 @@ impl ProxyState {
             budget: TpsBudget::new(b.window, b.min_per_second, b.ratio),
             jitter: config.jitter_seed.map_or(Jitter::Random, Jitter::seeded),
             idempotency: Idempotency::new(store, spec.settings.clone()),
+            gates,
             max_body: config.max_request_body,
         })
     }
@@ -217,7 +222,7 @@ impl ProxyState {
                 *attempt.method_mut() = parts.method.clone();
                 *attempt.uri_mut() = uri.clone();
                 *attempt.headers_mut() = parts.headers.clone();
-                self.attempt(attempt, timeout)
+                self.gated_attempt(&route.name, attempt, timeout)
             },
         )
         .await;
@@ -234,6 +239,27 @@ impl ProxyState {
             injected,
             origin: Origin::Upstream,
         }
+    }
+
+    /// One attempt through the gates: breakers admit it, limiters grant it a send time (both
+    /// within `timeout`), then it is sent with what is left of `timeout`.
+    async fn gated_attempt(
+        &self,
+        route: &str,
+        request: Request<Bytes>,
+        timeout: Duration,
+    ) -> Result<Response<ProxyBody>, AttemptError> {
+        let started = tokio::time::Instant::now();
+        let passage = self
+            .gates
+            .pass(route, timeout, &self.metrics.limits)
+            .await
+            .map_err(AttemptError::Refused)?;
+        let outcome = self
+            .attempt(request, timeout.saturating_sub(started.elapsed()))
+            .await;
+        passage.report(&outcome);
+        outcome
     }
 
     /// One upstream attempt. A 409's small error body is read so the retry policy can tell

@@ -109,6 +109,9 @@ impl RouteTable {
             },
             retry,
             idempotency,
+            // The upstream's limiter and breaker cover unmatched requests.
+            rate_limit: None,
+            breaker: None,
         };
         RouteTable { routes, default }
     }
@@ -192,6 +195,8 @@ mod tests {
                 ..policy.clone()
             },
             idempotency: crate::config::builtin_route_policy(),
+            rate_limit: None,
+            breaker: None,
         };
         let routes = vec![
             spec("confirm", "POST /v1/payment_intents/*/confirm"),

@@ -34,7 +34,10 @@ async fn a_payment_in_flight_when_payguard_is_killed_is_charged_once() {
             .header("idempotency-key", "crash-order-1")
             .body(http_body_util::Full::new(bytes::Bytes::from(form)))
             .unwrap();
-        r.headers_mut().insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
+        r.headers_mut().insert(
+            "content-type",
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
         r
     };
     let in_flight = tokio::spawn(client().request(request()));
@@ -42,7 +45,10 @@ async fn a_payment_in_flight_when_payguard_is_killed_is_charged_once() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     first.child.kill().await.unwrap(); // SIGKILL: no drain, no release of the key
-    assert!(in_flight.await.unwrap().is_err(), "the app saw the connection die");
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the app saw the connection die"
+    );
 
     let second = spawn_payguard(&file).await;
     let retry_url = format!("http://{}/v1/payment_intents", second.proxy);
@@ -57,10 +63,23 @@ async fn a_payment_in_flight_when_payguard_is_killed_is_charged_once() {
         // In use: the dead process's lease, or the provider still holding the first request.
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let ledger = provider.ledger();
-    assert_eq!(ledger.count(EffectKind::PaymentIntentCreated), 1, "{:?}", ledger.entries());
+    assert_eq!(
+        ledger.count(EffectKind::PaymentIntentCreated),
+        1,
+        "{:?}",
+        ledger.entries()
+    );
     assert_eq!(ledger.count(EffectKind::Charge), 1);
     assert!(ledger.duplicates().is_empty());
-    assert_eq!(reply.json()["id"].as_str(), Some(ledger.entries()[0].object_id.as_str()));
+    assert_eq!(
+        reply.json()["id"].as_str(),
+        Some(ledger.entries()[0].object_id.as_str())
+    );
 }

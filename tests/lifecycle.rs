@@ -8,7 +8,6 @@ use payguard::double::{self, DoubleConfig};
 use support::process::{BIN, Process, spawn_payguard};
 use support::*;
 
-
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();

@@ -8,6 +8,7 @@
 
 mod duration;
 mod idempotency;
+mod limits;
 mod location;
 mod retry;
 mod validate;
@@ -23,6 +24,7 @@ pub use retry::{BudgetSpec, SDK_TIMEOUT, builtin_policy};
 pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec, UpstreamSpec};
 
 use idempotency::{RawIdempotency, RawRoutePolicy};
+use limits::{RawBreaker, RawRateLimit};
 use retry::{RawBudget, RawRetry};
 
 /// A problem in a configuration file, located by key and line where that is known.
@@ -124,6 +126,10 @@ pub(crate) struct RawConfig {
     pub retry_budget: RawBudget,
     #[serde(default)]
     pub idempotency: RawIdempotency,
+    #[serde(default)]
+    pub rate_limit: RawRateLimit,
+    #[serde(default)]
+    pub breaker: RawBreaker,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
 }
@@ -208,6 +214,8 @@ pub(crate) struct RawRoute {
     pub retry: RawRetry,
     #[serde(default)]
     pub idempotency: RawRoutePolicy,
+    pub rate_limit: Option<RawRateLimit>,
+    pub breaker: Option<RawBreaker>,
 }
 
 /// Defaults, in one place so the documented values in `config.toml` have a single source.

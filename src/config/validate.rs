@@ -13,9 +13,12 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use super::idempotency::{self as idem, IdempotencySpec};
+use super::limits;
 use super::retry::{self, BudgetSpec};
 use super::{ConfigIssue, RawConfig, RawUpstream};
+use crate::breaker::BreakerSpec;
 use crate::idempotency::RoutePolicy;
+use crate::ratelimit::LimitSpec;
 use crate::retry::RetryPolicy;
 use crate::route::RoutePattern;
 
@@ -40,6 +43,9 @@ pub struct Config {
     pub idempotency: IdempotencySpec,
     /// The default route's idempotency policy, and the base of every route's overrides.
     pub default_idempotency: RoutePolicy,
+    /// The upstream-wide limiter and breaker; `None` when disabled.
+    pub rate_limit: Option<LimitSpec>,
+    pub breaker: Option<BreakerSpec>,
 }
 
 /// Where requests go and how connections to it behave.
@@ -67,6 +73,9 @@ pub struct RouteSpec {
     pub pattern: RoutePattern,
     pub retry: RetryPolicy,
     pub idempotency: RoutePolicy,
+    /// A limiter and breaker of the route's own, on top of the upstream's.
+    pub rate_limit: Option<LimitSpec>,
+    pub breaker: Option<BreakerSpec>,
 }
 
 /// The name under which requests that match no route are counted.
@@ -115,6 +124,8 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
     let default_retry = retry::policy(&retry::builtin_policy(), &raw.retry, "retry", &mut issue);
     let retry_budget = retry::budget(&raw.retry_budget, &mut issue);
     let idempotency = idem::spec(&raw.idempotency, base_dir, &mut issue);
+    let rate_limit = limits::limit(&raw.rate_limit, "rate_limit", &mut issue);
+    let breaker = limits::breaker(&raw.breaker, "breaker", &mut issue);
     let default_idempotency = idem::route_policy(
         &idem::builtin_route_policy(),
         &raw.idempotency.route_defaults(),
@@ -164,12 +175,23 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             &format!("route[{i}].idempotency"),
             &mut issue,
         );
+        let at = format!("route[{i}]");
+        let route_limit = r
+            .rate_limit
+            .as_ref()
+            .and_then(|l| limits::limit(l, &format!("{at}.rate_limit"), &mut issue));
+        let route_breaker = r
+            .breaker
+            .as_ref()
+            .and_then(|b| limits::breaker(b, &format!("{at}.breaker"), &mut issue));
         match RoutePattern::parse(&r.pattern) {
             Ok(pattern) => routes.push(RouteSpec {
                 name: r.name.clone(),
                 pattern,
                 retry: policy,
                 idempotency,
+                rate_limit: route_limit,
+                breaker: route_breaker,
             }),
             Err(e) => issue(format!("route[{i}].match"), e),
         }
@@ -191,6 +213,8 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             jitter_seed: raw.retry.jitter_seed,
             idempotency,
             default_idempotency,
+            rate_limit,
+            breaker,
         }),
         _ => Err(issues),
     }

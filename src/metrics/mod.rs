@@ -9,6 +9,7 @@
 //! [`idempotency`] hold theirs; this file holds the per-request ones and the registry.
 
 pub mod idempotency;
+pub mod limits;
 pub mod retry;
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ use prometheus::{
 };
 
 pub use idempotency::IdempotencyMetrics;
+pub use limits::LimitMetrics;
 pub use retry::{RetryMetrics, RouteObserver};
 
 /// Who produced the response the app received.
@@ -90,6 +92,7 @@ pub struct Metrics {
     in_flight: IntGauge,
     pub retry: RetryMetrics,
     pub idempotency: IdempotencyMetrics,
+    pub limits: LimitMetrics,
 }
 
 impl Metrics {
@@ -129,6 +132,7 @@ impl Metrics {
         Ok(Metrics {
             retry: RetryMetrics::new(&registry)?,
             idempotency: IdempotencyMetrics::new(&registry)?,
+            limits: LimitMetrics::new(&registry)?,
             registry,
             requests,
             duration,

@@ -84,6 +84,7 @@ impl Observer for RouteObserver<'_> {
             Err(AttemptError::NotSent(_)) => "not_sent",
             Err(AttemptError::Lost(_)) => "connection_lost",
             Err(AttemptError::TimedOut(_)) => "timeout",
+            Err(AttemptError::Refused(_)) => "refused_locally",
         };
         let m = self.metrics;
         m.attempts.with_label_values(&[self.route, class]).inc();

@@ -33,6 +33,17 @@ pub enum AttemptError {
     Lost(String),
     /// The request went out; no response head within the attempt's timeout.
     TimedOut(Duration),
+    /// payguard itself held the attempt back; nothing was sent.
+    Refused(Refusal),
+}
+
+/// Why payguard held an attempt back, and when it could go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The rate limiter's queue was longer than the attempt could wait.
+    RateLimited(Duration),
+    /// The circuit breaker is open.
+    CircuitOpen(Duration),
 }
 
 /// The provider's error `code`, read from a bounded error body when the status alone cannot
@@ -88,6 +99,9 @@ pub fn classify<B>(outcome: &Result<Response<B>, AttemptError>, replay_safe: boo
         Err(AttemptError::NotSent(_)) => return retry(RetryReason::NotSent),
         Err(AttemptError::Lost(_)) if replay_safe => return retry(RetryReason::Lost),
         Err(AttemptError::TimedOut(_)) if replay_safe => return retry(RetryReason::TimedOut),
+        // Retrying a local refusal would only queue again behind the same limit or breaker;
+        // the app gets payguard's 429 or 503 with a Retry-After instead.
+        Err(AttemptError::Refused(_)) => return Verdict::Final,
         Err(_) => return Verdict::Final,
         Ok(response) => response,
     };

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
 
 pub use backoff::{Backoff, Jitter};
-pub use classify::{AttemptError, ProviderErrorCode, RetryReason, Verdict, classify};
+pub use classify::{AttemptError, ProviderErrorCode, Refusal, RetryReason, Verdict, classify};
 
 /// How one route retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +104,13 @@ where
         observer.attempt(&outcome, started.elapsed());
 
         let (reason, not_before) = match classify(&outcome, replay_safe) {
-            Verdict::Final => return finished(outcome, attempts, Stop::Final),
+            Verdict::Final => {
+                // A refused attempt never left: it does not count as one.
+                if matches!(outcome, Err(AttemptError::Refused(_))) {
+                    attempts -= 1;
+                }
+                return finished(outcome, attempts, Stop::Final);
+            }
             Verdict::Retry { reason, not_before } => (reason, not_before),
         };
         if attempts >= policy.max_attempts {

@@ -58,6 +58,13 @@ pub async fn spawn_payguard(config: &Path) -> Process {
 }
 
 fn field(line: &str, name: &str) -> String {
-    let start = line.find(name).unwrap_or_else(|| panic!("{name} in {line}")) + name.len();
-    line[start..].split_whitespace().next().unwrap_or_default().to_owned()
+    let start = line
+        .find(name)
+        .unwrap_or_else(|| panic!("{name} in {line}"))
+        + name.len();
+    line[start..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }

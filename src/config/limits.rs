@@ -1,0 +1,186 @@
+//! The `[rate_limit]` and `[breaker]` tables, upstream-wide, and their optional per-route
+//! twins `[route.rate_limit]` and `[route.breaker]`, which add a limiter or breaker of the
+//! route's own on top of the upstream's.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration;
+use crate::breaker::BreakerSpec;
+use crate::ratelimit::LimitSpec;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRateLimit {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_rate")]
+    pub rate: f64,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    #[serde(default = "default_max_wait", with = "duration")]
+    pub max_wait: Duration,
+    #[serde(default = "yes")]
+    pub adaptive: bool,
+    #[serde(default = "default_min_rate")]
+    pub min_rate: f64,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        RawRateLimit {
+            enabled: true,
+            rate: default_rate(),
+            burst: default_burst(),
+            max_wait: default_max_wait(),
+            adaptive: true,
+            min_rate: default_min_rate(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_failure_rate")]
+    pub failure_rate: f64,
+    #[serde(default = "default_min_calls")]
+    pub min_calls: u32,
+    #[serde(default = "default_window", with = "duration")]
+    pub window: Duration,
+    #[serde(default = "default_consecutive")]
+    pub consecutive_failures: u32,
+    #[serde(default = "default_break", with = "duration")]
+    pub break_duration: Duration,
+    #[serde(default = "default_probes")]
+    pub half_open_probes: u32,
+    #[serde(default, with = "duration::option")]
+    pub max_wait_open: Option<Duration>,
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        RawBreaker {
+            enabled: true,
+            failure_rate: default_failure_rate(),
+            min_calls: default_min_calls(),
+            window: default_window(),
+            consecutive_failures: default_consecutive(),
+            break_duration: default_break(),
+            half_open_probes: default_probes(),
+            max_wait_open: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+/// Below the 10 requests/s the seed article's provider allowed: rate + burst - 1 = 9.
+fn default_rate() -> f64 {
+    8.0
+}
+fn default_burst() -> u32 {
+    2
+}
+fn default_max_wait() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_min_rate() -> f64 {
+    1.0
+}
+fn default_failure_rate() -> f64 {
+    0.5
+}
+fn default_min_calls() -> u32 {
+    20
+}
+fn default_window() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_consecutive() -> u32 {
+    5
+}
+fn default_break() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_probes() -> u32 {
+    2
+}
+
+pub(super) fn limit(
+    raw: &RawRateLimit,
+    at: &str,
+    issue: &mut impl FnMut(String, String),
+) -> Option<LimitSpec> {
+    if !(raw.rate > 0.0 && raw.rate <= 100_000.0) {
+        issue(
+            format!("{at}.rate"),
+            "must be greater than 0 and at most 100000 per second".into(),
+        );
+    }
+    if raw.burst == 0 {
+        issue(format!("{at}.burst"), "must be at least 1".into());
+    }
+    if raw.max_wait > Duration::from_secs(60) {
+        issue(format!("{at}.max_wait"), "must be at most 60s".into());
+    }
+    if !(raw.min_rate > 0.0 && raw.min_rate <= raw.rate) {
+        issue(
+            format!("{at}.min_rate"),
+            "must be greater than 0 and at most rate".into(),
+        );
+    }
+    raw.enabled.then_some(LimitSpec {
+        rate: raw.rate,
+        burst: raw.burst,
+        max_wait: raw.max_wait,
+        adaptive: raw.adaptive,
+        min_rate: raw.min_rate,
+    })
+}
+
+pub(super) fn breaker(
+    raw: &RawBreaker,
+    at: &str,
+    issue: &mut impl FnMut(String, String),
+) -> Option<BreakerSpec> {
+    if !(raw.failure_rate > 0.0 && raw.failure_rate <= 1.0) {
+        issue(
+            format!("{at}.failure_rate"),
+            "must be greater than 0 and at most 1".into(),
+        );
+    }
+    for (key, value) in [
+        ("min_calls", raw.min_calls),
+        ("consecutive_failures", raw.consecutive_failures),
+        ("half_open_probes", raw.half_open_probes),
+    ] {
+        if value == 0 {
+            issue(format!("{at}.{key}"), "must be at least 1".into());
+        }
+    }
+    if raw.window < Duration::from_secs(1) || raw.window > Duration::from_secs(300) {
+        issue(format!("{at}.window"), "must be from 1s to 300s".into());
+    }
+    if raw.break_duration < Duration::from_millis(100)
+        || raw.break_duration > Duration::from_secs(600)
+    {
+        issue(
+            format!("{at}.break_duration"),
+            "must be from 100ms to 10m".into(),
+        );
+    }
+    raw.enabled.then_some(BreakerSpec {
+        failure_rate: raw.failure_rate,
+        min_calls: raw.min_calls,
+        window: raw.window,
+        consecutive_failures: raw.consecutive_failures,
+        break_duration: raw.break_duration,
+        half_open_probes: raw.half_open_probes,
+        max_wait_open: raw.max_wait_open.unwrap_or_default(),
+    })
+}

@@ -1,0 +1,183 @@
+//! The gates every attempt passes before it is sent: the circuit breakers admit it, then the
+//! rate limiters grant it a send time. The route's own breaker and limiter (if it has them)
+//! come first, then the upstream's.
+//!
+//! Each attempt takes a token, retries included: a retry is as much a request to the provider
+//! as the first attempt. Outcomes flow back through [`Passage::report`]: 5xx and transport
+//! failures are breaker failures, a 429 lowers the limiters' rate, anything else is a success.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::{Response, StatusCode};
+use tokio::time::Instant;
+
+use crate::breaker::{Breaker, BreakerSpec, Outcome, Ticket};
+use crate::config::Config;
+use crate::metrics::LimitMetrics;
+use crate::ratelimit::{LimitSpec, Limiter};
+use crate::retry::{AttemptError, Refusal};
+
+/// Name of the upstream-wide limiter and breaker in metrics and logs.
+const UPSTREAM: &str = "upstream";
+
+struct Gate {
+    name: String,
+    limiter: Option<Limiter>,
+    breaker: Option<Breaker>,
+}
+
+pub struct Gates {
+    upstream: Gate,
+    routes: HashMap<String, Gate>,
+}
+
+/// An attempt that passed the gates; it must report its outcome to the breakers that let it
+/// through. Dropping it unreported (the request was cancelled) frees any probe place it held.
+pub struct Passage<'a> {
+    tickets: Vec<(&'a Gate, Ticket)>,
+    metrics: &'a LimitMetrics,
+    limiters: Vec<&'a Gate>,
+}
+
+impl Gates {
+    pub fn new(config: &Config, metrics: &LimitMetrics) -> Gates {
+        let gate = |name: &str, limit: Option<LimitSpec>, breaker: Option<BreakerSpec>| {
+            let gate = Gate {
+                name: name.to_owned(),
+                limiter: limit.map(Limiter::new),
+                breaker: breaker.map(Breaker::new),
+            };
+            if let Some(l) = &gate.limiter {
+                metrics.limiter(name, l.effective_rate());
+            }
+            if gate.breaker.is_some() {
+                metrics.breaker(name);
+            }
+            gate
+        };
+        let routes = config
+            .routes
+            .iter()
+            .filter(|r| r.rate_limit.is_some() || r.breaker.is_some())
+            .map(|r| (r.name.clone(), gate(&r.name, r.rate_limit, r.breaker)))
+            .collect();
+        Gates {
+            upstream: gate(UPSTREAM, config.rate_limit, config.breaker),
+            routes,
+        }
+    }
+
+    /// Admits one attempt of `route`, waiting at most `deadline_left` in all.
+    pub async fn pass<'a>(
+        &'a self,
+        route: &str,
+        deadline_left: Duration,
+        m: &'a LimitMetrics,
+    ) -> Result<Passage<'a>, Refusal> {
+        let started = Instant::now();
+        let gates: Vec<&Gate> = self
+            .routes
+            .get(route)
+            .into_iter()
+            .chain([&self.upstream])
+            .collect();
+        let mut passage = Passage {
+            tickets: Vec::new(),
+            metrics: m,
+            limiters: Vec::new(),
+        };
+        for gate in &gates {
+            if let Some(breaker) = &gate.breaker {
+                let left = deadline_left.saturating_sub(started.elapsed());
+                passage
+                    .tickets
+                    .push((gate, admit(gate, breaker, left, m).await?));
+            }
+        }
+        for gate in gates {
+            if let Some(limiter) = &gate.limiter {
+                let left = deadline_left.saturating_sub(started.elapsed());
+                match limiter.acquire(left).await {
+                    Ok(waited) => m.waited(&gate.name, waited, limiter.effective_rate()),
+                    Err(refused) => {
+                        m.rejected(&gate.name);
+                        return Err(Refusal::RateLimited(refused.retry_after));
+                    }
+                }
+                passage.limiters.push(gate);
+            }
+        }
+        Ok(passage)
+    }
+}
+
+/// Asks one breaker, waiting out a short open period when the settings and deadline allow.
+async fn admit(
+    gate: &Gate,
+    breaker: &Breaker,
+    deadline_left: Duration,
+    m: &LimitMetrics,
+) -> Result<Ticket, Refusal> {
+    let (result, transition) = breaker.admit(Instant::now());
+    transition
+        .into_iter()
+        .for_each(|to| m.transition(&gate.name, to));
+    let wait = match result {
+        Ok(ticket) => return Ok(ticket),
+        Err(wait) => wait,
+    };
+    if wait <= breaker.spec().max_wait_open && wait < deadline_left {
+        tokio::time::sleep(wait).await;
+        let (result, transition) = breaker.admit(Instant::now());
+        transition
+            .into_iter()
+            .for_each(|to| m.transition(&gate.name, to));
+        if let Ok(ticket) = result {
+            return Ok(ticket);
+        }
+    }
+    m.breaker_refused(&gate.name);
+    Err(Refusal::CircuitOpen(wait))
+}
+
+impl Passage<'_> {
+    /// Feeds an attempt's outcome to the breakers and limiters it passed.
+    pub fn report<B>(mut self, outcome: &Result<Response<B>, AttemptError>) {
+        let verdict = match outcome {
+            Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
+                for gate in &self.limiters {
+                    if let Some(limiter) = &gate.limiter {
+                        limiter.throttled();
+                        self.metrics.rate(&gate.name, limiter.effective_rate());
+                    }
+                }
+                Outcome::Ignored
+            }
+            Ok(r) if r.status().is_server_error() => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(AttemptError::Refused(_)) => Outcome::Ignored,
+            Err(_) => Outcome::Failure,
+        };
+        self.settle(verdict);
+    }
+
+    fn settle(&mut self, outcome: Outcome) {
+        let now = Instant::now();
+        for (gate, ticket) in self.tickets.drain(..) {
+            let transition = gate
+                .breaker
+                .as_ref()
+                .and_then(|b| b.record(ticket, outcome, now));
+            if let Some(to) = transition {
+                self.metrics.transition(&gate.name, to);
+            }
+        }
+    }
+}
+
+impl Drop for Passage<'_> {
+    fn drop(&mut self) {
+        self.settle(Outcome::Ignored);
+    }
+}
