@@ -96,7 +96,11 @@ impl Limiter {
     pub async fn acquire(&self, deadline_left: Duration) -> Result<Duration, Refused> {
         let now = Instant::now();
         let at = self.reserve(now, self.spec.max_wait.min(deadline_left))?;
-        tokio::time::sleep_until(at).await;
+        // Only sleep when there is something to wait for: the timer has millisecond
+        // granularity, so even a sleep until "now" would cost up to a millisecond.
+        if at > now {
+            tokio::time::sleep_until(at).await;
+        }
         Ok(at - now)
     }
 
