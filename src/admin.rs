@@ -17,6 +17,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 
 use crate::proxy::ProxyState;
+use crate::reload::LiveState;
 
 /// Whether payguard should receive traffic. Shared between the server and the admin handler.
 #[derive(Clone, Default)]
@@ -67,10 +68,10 @@ pub fn handle<B>(
 /// `handle` in the shape hyper's `service_fn` wants.
 pub async fn serve<B>(
     request: Request<B>,
-    state: Arc<ProxyState>,
+    state: LiveState,
     ready: Readiness,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(handle(&request, &state, &ready))
+    Ok(handle(&request, &state.load(), &ready))
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

@@ -27,6 +27,7 @@ pub mod inbound;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub mod retry;
 pub mod route;
 pub mod server;

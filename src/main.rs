@@ -22,7 +22,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the sidecar: the proxy listener for the app and the admin listener for probes and
-    /// metrics. Stops on SIGTERM or SIGINT after draining in-flight requests.
+    /// metrics. Reloads the config on SIGHUP and when the file changes. Stops on SIGTERM or
+    /// SIGINT after draining in-flight requests.
     Run {
         /// The configuration file.
         #[arg(long, short, env = "PAYGUARD_CONFIG", default_value = "config.toml")]
@@ -48,11 +49,12 @@ fn main() -> ExitCode {
             Err(e) => report(&e),
         },
         Command::Run { config } => {
-            let config = match Config::load(&config) {
+            let path = config;
+            let config = match Config::load(&path) {
                 Ok(config) => config,
                 Err(e) => return report(&e),
             };
-            match run(config) {
+            match run(config, path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("payguard: {e:#}");
@@ -68,13 +70,13 @@ fn report(e: &ConfigError) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
     payguard::telemetry::init(config.log_format, &config.log_level)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let server = Server::bind(&config).await?;
+        let server = Server::bind(&config).await?.watch_config(path, &config);
         server.run(shutdown_signal()).await
     })
 }

@@ -56,7 +56,8 @@ const ERROR_PEEK_LIMIT: usize = 64 * 1024;
 pub struct ProxyState {
     routes: RouteTable,
     upstream: Upstream,
-    metrics: Metrics,
+    /// Kept across config reloads, so counters continue.
+    metrics: Arc<Metrics>,
     budget: TpsBudget,
     jitter: Jitter,
     idempotency: Idempotency,
@@ -85,29 +86,58 @@ impl Forwarded {
 
 impl ProxyState {
     pub fn new(config: &Config) -> anyhow::Result<ProxyState> {
-        let routes = RouteTable::new(
-            config.routes.clone(),
-            config.default_retry.clone(),
-            config.default_idempotency.clone(),
-        );
-        let metrics = Metrics::new(routes.names())?;
-        let b = config.retry_budget;
+        let names = config.routes.iter().map(|r| r.name.as_str());
+        let metrics = Arc::new(Metrics::new(names.chain([crate::config::DEFAULT_ROUTE]))?);
         let spec = &config.idempotency;
         let store: Arc<dyn Store> = match &spec.store {
             StoreKind::Memory => Arc::new(MemoryStore::new(spec.max_records)),
             StoreKind::Embedded(path) => Arc::new(EmbeddedStore::open(path, spec.max_records)?),
         };
-        let gates = Gates::new(config, &metrics.limits);
-        Ok(ProxyState {
-            upstream: Upstream::new(&config.upstream)?,
+        let upstream = Upstream::new(&config.upstream)?;
+        Ok(ProxyState::assemble(config, metrics, store, upstream))
+    }
+
+    /// The state for a reloaded config. What must outlive a reload is carried over: the
+    /// metrics (counters continue), the idempotency store (an open file cannot be opened
+    /// twice), and the upstream's connection pool when the upstream did not change. Limiters,
+    /// breakers and the retry budget start afresh under their new settings.
+    pub fn reconfigure(&self, config: &Config, old: &Config) -> anyhow::Result<ProxyState> {
+        let upstream = if config.upstream == old.upstream {
+            self.upstream.clone()
+        } else {
+            Upstream::new(&config.upstream)?
+        };
+        let store = self.idempotency.store().clone();
+        Ok(ProxyState::assemble(
+            config,
+            self.metrics.clone(),
+            store,
+            upstream,
+        ))
+    }
+
+    fn assemble(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        store: Arc<dyn Store>,
+        upstream: Upstream,
+    ) -> ProxyState {
+        let routes = RouteTable::new(
+            config.routes.clone(),
+            config.default_retry.clone(),
+            config.default_idempotency.clone(),
+        );
+        let b = config.retry_budget;
+        ProxyState {
+            gates: Gates::new(config, &metrics.limits),
+            upstream,
             routes,
             metrics,
             budget: TpsBudget::new(b.window, b.min_per_second, b.ratio),
             jitter: config.jitter_seed.map_or(Jitter::Random, Jitter::seeded),
-            idempotency: Idempotency::new(store, spec.settings.clone()),
-            gates,
+            idempotency: Idempotency::new(store, config.idempotency.settings.clone()),
             max_body: config.max_request_body,
-        })
+        }
     }
 
     pub fn metrics(&self) -> &Metrics {

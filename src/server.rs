@@ -9,10 +9,12 @@ use std::any::Any;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use http::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -26,6 +28,7 @@ use crate::admin::{self, Readiness};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::proxy::{ProxyBody, ProxyState};
+use crate::reload::{self, LiveState};
 
 pub struct Server {
     proxy: TcpListener,
@@ -34,8 +37,10 @@ pub struct Server {
     admin_addr: SocketAddr,
     drain_timeout: Duration,
     prune_interval: Duration,
-    state: Arc<ProxyState>,
+    state: LiveState,
     ready: Readiness,
+    /// The config file to watch for reloads, and the config it held at start.
+    watch: Option<(PathBuf, Config)>,
 }
 
 impl Server {
@@ -63,9 +68,17 @@ impl Server {
             admin,
             drain_timeout: config.drain_timeout,
             prune_interval: config.idempotency.prune_interval,
-            state: Arc::new(ProxyState::new(config)?),
+            state: Arc::new(ArcSwap::from_pointee(ProxyState::new(config)?)),
             ready: Readiness::default(),
+            watch: None,
         })
+    }
+
+    /// Reloads the config from `path` on SIGHUP and when the file changes (see
+    /// [`crate::reload`]). `config` is what was loaded from it at start.
+    pub fn watch_config(mut self, path: PathBuf, config: &Config) -> Server {
+        self.watch = Some((path, config.clone()));
+        self
     }
 
     pub fn proxy_addr(&self) -> SocketAddr {
@@ -81,6 +94,9 @@ impl Server {
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
         let prune_task = tokio::spawn(prune_periodically(self.state.clone(), self.prune_interval));
+        let reload_task = self
+            .watch
+            .map(|(path, config)| tokio::spawn(reload::watch(self.state.clone(), path, config)));
         let admin_task = tokio::spawn(serve_admin(
             self.admin,
             self.state.clone(),
@@ -111,7 +127,8 @@ impl Server {
                 .service_fn({
                     let state = self.state.clone();
                     move |request| {
-                        let state = state.clone();
+                        // The request keeps the state it started with, through any reload.
+                        let state = state.load_full();
                         async move { Ok::<_, Infallible>(state.handle(request, local).await) }
                     }
                 });
@@ -139,6 +156,9 @@ impl Server {
         }
         admin_task.abort();
         prune_task.abort();
+        if let Some(task) = reload_task {
+            task.abort();
+        }
         Ok(())
     }
 }
@@ -159,19 +179,20 @@ fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response<ProxyBody> 
 }
 
 /// Expired idempotency records are removed in the background, never on the request path.
-async fn prune_periodically(state: Arc<ProxyState>, every: Duration) {
+async fn prune_periodically(state: LiveState, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        state
+        let current = state.load_full();
+        current
             .idempotency()
-            .prune(&state.metrics().idempotency)
+            .prune(&current.metrics().idempotency)
             .await;
     }
 }
 
-async fn serve_admin(listener: TcpListener, state: Arc<ProxyState>, ready: Readiness) {
+async fn serve_admin(listener: TcpListener, state: LiveState, ready: Readiness) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let stream = match listener.accept().await {

@@ -174,6 +174,8 @@ pub(crate) struct RawServer {
     pub drain_timeout: Duration,
     #[serde(default)]
     pub worker_threads: usize,
+    #[serde(default = "defaults::reload_poll", with = "duration")]
+    pub reload_poll_interval: Duration,
 }
 
 impl Default for RawServer {
@@ -182,6 +184,7 @@ impl Default for RawServer {
             max_request_body_bytes: defaults::max_request_body(),
             drain_timeout: defaults::drain_timeout(),
             worker_threads: 0,
+            reload_poll_interval: defaults::reload_poll(),
         }
     }
 }
@@ -240,6 +243,9 @@ mod defaults {
     }
     pub fn max_request_body() -> usize {
         1024 * 1024
+    }
+    pub fn reload_poll() -> Duration {
+        Duration::from_secs(5)
     }
     pub fn drain_timeout() -> Duration {
         Duration::from_secs(30)

@@ -32,6 +32,8 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Runtime worker threads; 0 means one per CPU core.
     pub worker_threads: usize,
+    /// How often the config file is re-read for changes; zero turns polling off.
+    pub reload_poll_interval: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
     pub routes: Vec<RouteSpec>,
@@ -49,7 +51,7 @@ pub struct Config {
 }
 
 /// Where requests go and how connections to it behave.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSpec {
     pub scheme: Scheme,
     pub authority: Authority,
@@ -205,6 +207,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             max_request_body: raw.server.max_request_body_bytes,
             drain_timeout: raw.server.drain_timeout,
             worker_threads: raw.server.worker_threads,
+            reload_poll_interval: raw.server.reload_poll_interval,
             log_format,
             log_level: raw.log.level,
             routes,

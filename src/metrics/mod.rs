@@ -93,6 +93,10 @@ pub struct Metrics {
     pub retry: RetryMetrics,
     pub idempotency: IdempotencyMetrics,
     pub limits: LimitMetrics,
+    /// Config reloads by result: `applied` or `invalid`.
+    pub reloads: IntCounterVec,
+    /// 1 while a reloaded config changed settings that only a restart applies.
+    pub restart_required: IntGauge,
 }
 
 impl Metrics {
@@ -129,7 +133,23 @@ impl Metrics {
         for name in routes {
             duration.with_label_values(&[name]);
         }
+        let reloads = counter(
+            &registry,
+            "payguard_config_reloads_total",
+            "Config reloads, by result: applied, or invalid (the running config stayed).",
+            &["result"],
+        )?;
+        for result in ["applied", "invalid"] {
+            reloads.with_label_values(&[result]);
+        }
+        let restart_required = gauge(
+            &registry,
+            "payguard_config_restart_required",
+            "1 while a reloaded config changed settings that need a restart.",
+        )?;
         Ok(Metrics {
+            reloads,
+            restart_required,
             retry: RetryMetrics::new(&registry)?,
             idempotency: IdempotencyMetrics::new(&registry)?,
             limits: LimitMetrics::new(&registry)?,

@@ -64,9 +64,22 @@ pub async fn start_proxy(toml: &str) -> Proxy {
 }
 
 pub async fn start_proxy_with(config: &Config) -> Proxy {
+    start(config, None).await
+}
+
+/// Starts payguard from a config file it then watches for reloads.
+pub async fn start_proxy_watching(path: &std::path::Path) -> Proxy {
+    let config = Config::load(path).expect("test config is valid");
+    start(&config, Some(path)).await
+}
+
+async fn start(config: &Config, watch: Option<&std::path::Path>) -> Proxy {
     let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = Server::with_listeners(config, proxy, admin).expect("server builds");
+    let mut server = Server::with_listeners(config, proxy, admin).expect("server builds");
+    if let Some(path) = watch {
+        server = server.watch_config(path.to_owned(), config);
+    }
     let (addr, admin) = (server.proxy_addr(), server.admin_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
