@@ -11,10 +11,15 @@ if ! need cargo-nextest; then
   cargo install cargo-nextest --locked
 fi
 
-# `kill` sends SIGTERM in the drain test; procps provides it on minimal images.
+# `kill` sends SIGTERM/SIGHUP in the lifecycle and reload tests; procps provides it.
 if ! need kill; then
   apt-get update -qq && apt-get install -y -qq procps
 fi
 
+# Deployment files: hadolint on the Dockerfile, Kubernetes schema validation of the
+# manifests, and `payguard check` on the shipped configs (installs its Python tools).
+cargo build --quiet --bin payguard
+PAYGUARD="$PWD/target/debug/payguard" bash deploy/check.sh
+
+# Last, so its summary is the run's closing line.
 cargo nextest run --workspace --all-targets --no-fail-fast
-cargo test --workspace --doc --quiet

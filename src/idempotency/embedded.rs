@@ -16,6 +16,8 @@ use super::fingerprint::Digest;
 use super::store::{Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse};
 use super::store::{decide_bind, decide_claim, owns};
 
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 const RECORDS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("records");
 
 pub struct EmbeddedStore {
@@ -40,7 +42,11 @@ impl EmbeddedStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| backend(format!("creating {}: {e}", dir.display())))?;
         }
-        let db = Database::create(path)
+        // redb's page cache defaults to 1 GiB; a sidecar with a small memory limit needs a cap.
+        // Records are small and hot keys are recent, so a modest cache holds the working set.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
             .map_err(|e| backend(format!("opening {}: {e}", path.display())))?;
         // Create the table up front so read transactions never meet a missing table.
         let txn = db.begin_write().map_err(backend)?;
