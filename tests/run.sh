@@ -11,9 +11,15 @@ if ! need cargo-nextest; then
   cargo install cargo-nextest --locked
 fi
 
-# `kill` sends SIGTERM/SIGHUP in the lifecycle and reload tests; procps provides it.
-if ! need kill; then
-  apt-get update -qq && apt-get install -y -qq procps
+# `kill` sends SIGTERM/SIGHUP in the lifecycle and reload tests (procps); promtool and a real
+# Prometheus server check the metrics (Debian's prometheus package).
+missing=()
+need kill || missing+=(procps)
+{ need promtool && need prometheus; } || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # Deployment files: hadolint on the Dockerfile, Kubernetes schema validation of the

@@ -25,7 +25,7 @@ pub struct IdempotencyMetrics {
 
 impl IdempotencyMetrics {
     pub(super) fn new(r: &Registry) -> Result<IdempotencyMetrics, prometheus::Error> {
-        Ok(IdempotencyMetrics {
+        let metrics = IdempotencyMetrics {
             injected: counter(
                 r,
                 "payguard_idempotency_keys_injected_total",
@@ -68,7 +68,19 @@ impl IdempotencyMetrics {
                 "payguard_idempotency_records",
                 "Records held by the store, as of the last prune.",
             )?,
-        })
+        };
+        for op in ["claim", "complete", "release", "bind", "prune", "count"] {
+            metrics.store_errors.with_label_values(&[op]);
+        }
+        Ok(metrics)
+    }
+
+    pub(super) fn preregister(&self, route: &str) {
+        self.injected.with_label_values(&[route]);
+        self.replays.with_label_values(&[route]);
+        for kind in ["in_use", "mismatch"] {
+            self.conflicts.with_label_values(&[route, kind]);
+        }
     }
 
     pub fn store_op(&self, op: &str, elapsed: Duration, ok: bool) {

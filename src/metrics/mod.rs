@@ -130,8 +130,14 @@ impl Metrics {
         )?;
         build.set(1);
         registry.register(Box::new(build))?;
+        let retry = RetryMetrics::new(&registry)?;
+        let idempotency = IdempotencyMetrics::new(&registry)?;
+        // Zeroed series for every route, so dashboards and alerts see configured routes (and
+        // rare events such as refusals) before they first happen.
         for name in routes {
             duration.with_label_values(&[name]);
+            retry.preregister(name);
+            idempotency.preregister(name);
         }
         let reloads = counter(
             &registry,
@@ -150,8 +156,8 @@ impl Metrics {
         Ok(Metrics {
             reloads,
             restart_required,
-            retry: RetryMetrics::new(&registry)?,
-            idempotency: IdempotencyMetrics::new(&registry)?,
+            retry,
+            idempotency,
             limits: LimitMetrics::new(&registry)?,
             registry,
             requests,

@@ -53,6 +53,12 @@ impl RetryMetrics {
         })
     }
 
+    pub(super) fn preregister(&self, route: &str) {
+        for reason in [Stop::Budget, Stop::Deadline] {
+            self.refused.with_label_values(&[route, reason.label()]);
+        }
+    }
+
     /// Records how a request ended after `attempts` attempts.
     pub fn result(&self, route: &str, status: StatusCode, attempts: u32) {
         let result = match (status.is_success() || status.is_redirection(), attempts) {
