@@ -72,9 +72,18 @@ fn report(e: &ConfigError) -> ExitCode {
 
 fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
     payguard::telemetry::init(config.log_format, &config.log_level)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // One worker needs no work stealing: the current-thread scheduler does the same job with
+    // less synchronisation. Blocking work (the embedded store) still goes to the blocking pool.
+    let mut runtime = match config.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n);
+            builder
+        }
+    };
+    let runtime = runtime.enable_all().build()?;
     runtime.block_on(async {
         let server = Server::bind(&config).await?.watch_config(path, &config);
         server.run(shutdown_signal()).await

@@ -37,7 +37,8 @@ async fn sigterm_drains_then_exits_zero() {
     let file = dir.path().join("config.toml");
     let toml = config_toml(
         &provider.url(),
-        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"",
+        // One worker: the current-thread runtime drains as the multi-thread one does.
+        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[server]\nworker_threads = 1",
     )
     .replace("level = \"warn\"", "level = \"info\"");
     std::fs::write(&file, toml).unwrap();
