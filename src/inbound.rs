@@ -31,6 +31,11 @@ pub fn refuse_foreign_target<B>(request: &Request<B>, local: SocketAddr) -> Resu
     if request.method() == Method::CONNECT {
         return Err(ProxyError::Connect);
     }
+    // In HTTP/2 every request names an authority (`:authority`, HTTP/1's Host): that is
+    // not forward-proxy use. Either way payguard only ever forwards to its upstream.
+    if request.version() >= http::Version::HTTP_2 {
+        return Ok(());
+    }
     let Some(authority) = request.uri().authority() else {
         return Ok(());
     };
@@ -47,7 +52,12 @@ pub fn refuse_foreign_target<B>(request: &Request<B>, local: SocketAddr) -> Resu
     if names_us && port_matches {
         Ok(())
     } else {
-        Err(ProxyError::ForeignTarget(authority.to_string()))
+        // Host and port only: a userinfo part may hold credentials, never echoed or logged.
+        let target = match authority.port() {
+            Some(port) => format!("{}:{port}", authority.host()),
+            None => authority.host().to_owned(),
+        };
+        Err(ProxyError::ForeignTarget(target))
     }
 }
 
@@ -90,5 +100,18 @@ mod tests {
         assert!(!ok(Method::GET, "http://example.com/v1/charges"));
         assert!(!ok(Method::GET, "http://127.0.0.1:9999/"));
         assert!(!ok(Method::CONNECT, "api.stripe.com:443"));
+        // HTTP/2 always carries an authority; it is the Host, not a forward-proxy target.
+        let mut h2 = target(Method::GET, "http://payguard.svc:8080/v1/charges");
+        *h2.version_mut() = http::Version::HTTP_2;
+        assert!(refuse_foreign_target(&h2, local).is_ok());
+        let err = refuse_foreign_target(
+            &target(Method::GET, "http://alice:s3cret@evil.example/"),
+            local,
+        );
+        let message = err.unwrap_err().to_string();
+        assert!(
+            message.contains("evil.example") && !message.contains("s3cret"),
+            "{message}"
+        );
     }
 }

@@ -210,7 +210,9 @@ impl ProxyState {
 
         let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let m = &self.metrics.idempotency;
-        let deadline = route.retry.deadline;
+        // One deadline for the whole request, from its arrival: waiting for a duplicate,
+        // attempts, backoff and storing the body all count against it.
+        let deadline = tokio::time::Instant::now() + route.retry.deadline;
         let admission = self
             .idempotency
             .admit(
@@ -241,6 +243,7 @@ impl ProxyState {
         let observer = self.metrics.for_route(&route.name);
         let finished = retry::send_with_retries(
             &route.retry,
+            deadline,
             replay_safe,
             &self.budget,
             &self.jitter,
@@ -257,7 +260,7 @@ impl ProxyState {
         )
         .await;
         let result = match (finished.outcome, guard) {
-            (Ok(response), Some(guard)) => guard.finish(m, response).await,
+            (Ok(response), Some(guard)) => guard.finish(m, response, deadline).await,
             (Ok(response), None) => Ok(response),
             // Dropping the guard releases the key: the outcome is unknown, so the app's retry
             // must reach the provider, which is the authority on what happened.
@@ -299,15 +302,21 @@ impl ProxyState {
         request: Request<Bytes>,
         timeout: Duration,
     ) -> Result<Response<ProxyBody>, AttemptError> {
+        let started = tokio::time::Instant::now();
         let response = self.upstream.send(request, timeout).await?;
         let (mut parts, body) = response.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         if parts.status != StatusCode::CONFLICT {
             return Ok(Response::from_parts(parts, body.boxed()));
         }
-        let bytes = match Limited::new(body, ERROR_PEEK_LIMIT).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => return Err(AttemptError::Lost(format!("reading a 409 body: {e}"))),
+        // The small error body is read within what is left of the attempt's timeout.
+        let left = timeout.saturating_sub(started.elapsed());
+        let bytes = match tokio::time::timeout(left, Limited::new(body, ERROR_PEEK_LIMIT).collect())
+            .await
+        {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) => return Err(AttemptError::Lost(format!("reading a 409 body: {e}"))),
+            Err(_) => return Err(AttemptError::TimedOut(timeout)),
         };
         if let Some(code) = error_code(&bytes) {
             parts.extensions.insert(ProviderErrorCode(code));

@@ -154,10 +154,15 @@ impl Server {
         } else {
             tracing::info!("drained");
         }
+        // Abort the background tasks and wait for them to go: they hold the state, and with
+        // it the embedded store's file, which a restart in the same process must reopen.
         admin_task.abort();
         prune_task.abort();
+        let _ = admin_task.await;
+        let _ = prune_task.await;
         if let Some(task) = reload_task {
             task.abort();
+            let _ = task.await;
         }
         Ok(())
     }

@@ -8,12 +8,13 @@
 //!
 //! [`Upstream::send`] also answers the question retries depend on: did the request leave?
 //! A connect failure (DNS, TCP, TLS) means it never did. Otherwise the request body is watched:
-//! if the connection failed before the whole body was handed to it, the provider cannot have
-//! received a complete request, so it cannot have acted on it.
+//! if the connection failed before the body was handed to it (and the body is then barred from
+//! being handed over late), the provider cannot have received a complete request, so it cannot
+//! have acted on it.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -97,24 +98,30 @@ impl Upstream {
     ) -> Result<Response<Incoming>, AttemptError> {
         let (parts, body) = request.into_parts();
         let has_body = !body.is_empty();
-        let handed_over = Arc::new(AtomicBool::new(false));
+        let handover = Arc::new(AtomicU8::new(PENDING));
         let body = WatchedBody {
             inner: Full::new(body),
-            handed_over: handed_over.clone(),
+            handover: handover.clone(),
         };
-        let result = tokio::time::timeout(
-            timeout,
-            self.client.request(Request::from_parts(parts, body)),
-        )
-        .await;
-        let incomplete = has_body && !handed_over.load(Ordering::Acquire);
+        let request = self.client.request(Request::from_parts(parts, body));
+        let result = tokio::time::timeout(timeout, request).await;
+        if let Ok(Ok(response)) = result {
+            return Ok(response);
+        }
+        // Settle the race with the connection task: either the body was already handed over
+        // (the request may have been sent), or it never will be, because the body now refuses
+        // to yield. Only in the second case is "not sent" certain.
+        let abandoned = has_body
+            && handover
+                .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
         match result {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_connect() || incomplete => {
+            Ok(Err(e)) if e.is_connect() || abandoned => {
                 Err(AttemptError::NotSent(error_chain(&e)))
             }
             Ok(Err(e)) => Err(AttemptError::Lost(error_chain(&e))),
-            Err(_) if incomplete => Err(AttemptError::NotSent(format!(
+            Err(_) if abandoned => Err(AttemptError::NotSent(format!(
                 "not sent within {timeout:?}"
             ))),
             Err(_) => Err(AttemptError::TimedOut(timeout)),
@@ -122,25 +129,38 @@ impl Upstream {
     }
 }
 
-/// A buffered request body that records when its last byte was handed to the connection.
+/// The handover states of a request body.
+const PENDING: u8 = 0;
+const SENT: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// A buffered request body that records when it was handed to the connection, and refuses
+/// to be handed over once its attempt has been judged "not sent".
 struct WatchedBody {
     inner: Full<Bytes>,
-    handed_over: Arc<AtomicBool>,
+    handover: Arc<AtomicU8>,
 }
 
 impl Body for WatchedBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if polled.is_ready() && self.inner.is_end_stream() {
-            self.handed_over.store(true, Ordering::Release);
+        // The body is one buffered frame: yielding it hands the whole request over.
+        let claimed =
+            self.handover
+                .compare_exchange(PENDING, SENT, Ordering::AcqRel, Ordering::Acquire);
+        if claimed == Err(ABANDONED) {
+            return Poll::Ready(Some(Err(std::io::Error::other(
+                "attempt abandoned before sending",
+            ))));
         }
-        polled
+        Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(|never| match never {})))
     }
 
     fn is_end_stream(&self) -> bool {

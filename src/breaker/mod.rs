@@ -71,22 +71,29 @@ enum Inner {
 
 pub struct Breaker {
     spec: BreakerSpec,
-    inner: Mutex<Inner>,
+    /// The state, and a generation number bumped on every transition, so that an outcome
+    /// reported after the state it was admitted under has ended (a slow probe from an earlier
+    /// half-open round, say) is ignored instead of counted in the new state.
+    inner: Mutex<(Inner, u64)>,
 }
 
 /// A call the breaker let through. Report its outcome with [`Breaker::record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
     probe: bool,
+    generation: u64,
 }
 
 impl Breaker {
     pub fn new(spec: BreakerSpec) -> Breaker {
         Breaker {
-            inner: Mutex::new(Inner::Closed {
-                window: Window::new(spec.window),
-                consecutive: 0,
-            }),
+            inner: Mutex::new((
+                Inner::Closed {
+                    window: Window::new(spec.window),
+                    consecutive: 0,
+                },
+                0,
+            )),
             spec,
         }
     }
@@ -95,13 +102,13 @@ impl Breaker {
         &self.spec
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, (Inner, u64)> {
         // Each operation replaces the state whole; a poisoned lock still holds a valid one.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn state(&self) -> State {
-        match *self.lock() {
+        match self.lock().0 {
             Inner::Closed { .. } => State::Closed,
             Inner::Open { .. } => State::Open,
             Inner::HalfOpen { .. } => State::HalfOpen,
@@ -111,23 +118,26 @@ impl Breaker {
     /// Lets a call through, or says how long until one may go. The second value is the new
     /// state when this call changed it.
     pub fn admit(&self, now: Instant) -> (Result<Ticket, Duration>, Option<State>) {
-        let mut inner = self.lock();
-        match &mut *inner {
-            Inner::Closed { .. } => (Ok(Ticket { probe: false }), None),
+        let mut guard = self.lock();
+        let (inner, generation) = &mut *guard;
+        let ticket = |probe, generation| Ok(Ticket { probe, generation });
+        match inner {
+            Inner::Closed { .. } => (ticket(false, *generation), None),
             Inner::Open { until } if now < *until => (Err(*until - now), None),
             Inner::Open { .. } => {
                 *inner = Inner::HalfOpen {
                     in_flight: 1,
                     succeeded: 0,
                 };
-                (Ok(Ticket { probe: true }), Some(State::HalfOpen))
+                *generation += 1;
+                (ticket(true, *generation), Some(State::HalfOpen))
             }
             Inner::HalfOpen {
                 in_flight,
                 succeeded,
             } if *in_flight + *succeeded < self.spec.half_open_probes => {
                 *in_flight += 1;
-                (Ok(Ticket { probe: true }), None)
+                (ticket(true, *generation), None)
             }
             // All probes are out: the others wait for their verdict. A probe takes at most an
             // attempt timeout, so suggest a short wait.
@@ -138,15 +148,17 @@ impl Breaker {
     /// Records a call's outcome; returns the new state when it changed.
     pub fn record(&self, ticket: Ticket, outcome: Outcome, now: Instant) -> Option<State> {
         let spec = &self.spec;
-        let mut inner = self.lock();
-        let open = Inner::Open {
-            until: now + spec.break_duration,
-        };
-        match &mut *inner {
+        let mut guard = self.lock();
+        let (inner, generation) = &mut *guard;
+        // A result from before the last transition says nothing about the state now.
+        if ticket.generation != *generation {
+            return None;
+        }
+        let next = match inner {
             Inner::Closed {
                 window,
                 consecutive,
-            } if !ticket.probe => {
+            } => {
                 match outcome {
                     Outcome::Ignored => return None,
                     Outcome::Success => *consecutive = 0,
@@ -156,39 +168,36 @@ impl Breaker {
                 let (calls, failures) = window.totals(now);
                 let rate_trips = calls >= spec.min_calls
                     && f64::from(failures) >= spec.failure_rate * f64::from(calls);
-                if rate_trips || *consecutive >= spec.consecutive_failures {
-                    *inner = open;
-                    return Some(State::Open);
-                }
-                None
+                (rate_trips || *consecutive >= spec.consecutive_failures).then_some(State::Open)
             }
             Inner::HalfOpen {
                 in_flight,
                 succeeded,
-            } if ticket.probe => {
+            } => {
                 *in_flight = in_flight.saturating_sub(1);
                 match outcome {
-                    Outcome::Failure => {
-                        *inner = open;
-                        Some(State::Open)
-                    }
+                    Outcome::Failure => Some(State::Open),
                     Outcome::Success => {
                         *succeeded += 1;
-                        if *succeeded >= spec.half_open_probes {
-                            *inner = Inner::Closed {
-                                window: Window::new(spec.window),
-                                consecutive: 0,
-                            };
-                            return Some(State::Closed);
-                        }
-                        None
+                        (*succeeded >= spec.half_open_probes).then_some(State::Closed)
                     }
                     Outcome::Ignored => None,
                 }
             }
-            // A result from before the last transition says nothing about the state now.
-            _ => None,
-        }
+            Inner::Open { .. } => None,
+        }?;
+        *inner = match next {
+            State::Open => Inner::Open {
+                until: now + spec.break_duration,
+            },
+            // Closed with a fresh window: the failures that opened it are forgotten.
+            _ => Inner::Closed {
+                window: Window::new(spec.window),
+                consecutive: 0,
+            },
+        };
+        *generation += 1;
+        Some(next)
     }
 }
 

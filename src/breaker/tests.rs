@@ -149,3 +149,30 @@ async fn an_abandoned_probe_frees_its_place() {
     assert_eq!(b.record(probe.unwrap(), Outcome::Ignored, now), None);
     assert!(b.admit(now).0.is_ok(), "the place is free again");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_from_an_earlier_round_does_not_count_in_the_next() {
+    let b = Breaker::new(spec());
+    for _ in 0..5 {
+        call(&b, Outcome::Failure);
+    }
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let now = Instant::now();
+    let (a, _) = b.admit(now);
+    let (slow, _) = b.admit(now);
+    assert_eq!(
+        b.record(a.unwrap(), Outcome::Failure, now),
+        Some(State::Open)
+    );
+    tokio::time::advance(Duration::from_secs(30)).await;
+    let now = Instant::now();
+    let (fresh, _) = b.admit(now);
+    // The slow probe of the first round succeeds now: it must not help close the breaker.
+    assert_eq!(b.record(slow.unwrap(), Outcome::Success, now), None);
+    assert_eq!(
+        b.record(fresh.unwrap(), Outcome::Success, now),
+        None,
+        "one of two probes"
+    );
+    assert_eq!(b.state(), State::HalfOpen);
+}

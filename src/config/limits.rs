@@ -116,10 +116,10 @@ pub(super) fn limit(
     at: &str,
     issue: &mut impl FnMut(String, String),
 ) -> Option<LimitSpec> {
-    if !(raw.rate > 0.0 && raw.rate <= 100_000.0) {
+    if raw.rate.is_nan() || raw.rate < 0.01 || raw.rate > 100_000.0 {
         issue(
             format!("{at}.rate"),
-            "must be greater than 0 and at most 100000 per second".into(),
+            "must be from 0.01 to 100000 per second".into(),
         );
     }
     if raw.burst == 0 {
@@ -128,10 +128,11 @@ pub(super) fn limit(
     if raw.max_wait > Duration::from_secs(60) {
         issue(format!("{at}.max_wait"), "must be at most 60s".into());
     }
-    if !(raw.min_rate > 0.0 && raw.min_rate <= raw.rate) {
+    // A floor keeps the send interval (1 / rate) a sane duration.
+    if raw.min_rate.is_nan() || raw.min_rate < 0.01 || raw.min_rate > raw.rate {
         issue(
             format!("{at}.min_rate"),
-            "must be greater than 0 and at most rate".into(),
+            "must be at least 0.01 and at most rate".into(),
         );
     }
     raw.enabled.then_some(LimitSpec {

@@ -247,8 +247,10 @@ mod defaults {
     pub fn reload_poll() -> Duration {
         Duration::from_secs(5)
     }
+    /// Longer than the default retry deadline (45 s), so a request still retrying at
+    /// shutdown can finish.
     pub fn drain_timeout() -> Duration {
-        Duration::from_secs(30)
+        Duration::from_secs(50)
     }
     pub fn log_format() -> String {
         "human".into()

@@ -148,10 +148,13 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
                 format!("route[{i}].name"),
                 "must be 1-64 characters of a-z, 0-9 and _ (it becomes a metric label)".into(),
             );
-        } else if r.name == DEFAULT_ROUTE {
+        } else if r.name == DEFAULT_ROUTE || r.name == "upstream" {
             issue(
                 format!("route[{i}].name"),
-                format!("{DEFAULT_ROUTE:?} is reserved for unmatched requests"),
+                format!(
+                    "{:?} is reserved (unmatched requests, upstream-wide limits)",
+                    r.name
+                ),
             );
         } else if !names.insert(r.name.clone()) {
             issue(

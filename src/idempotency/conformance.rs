@@ -128,6 +128,11 @@ async fn the_bound_is_enforced(store: &impl Store) {
     assert!(matches!(full, Err(StoreError::Full(_))), "{full:?}");
     // An existing key can still be updated at the bound.
     assert_eq!(store.bind(&[2; 32], "b2", 1000, 10).await.unwrap(), "b");
-    // Once something has expired there is room again.
+    // Expired records are not cleared on the request path; once pruned there is room again.
+    assert!(matches!(
+        store.bind(&[3; 32], "c", 1000, 200).await,
+        Err(StoreError::Full(_))
+    ));
+    assert_eq!(store.prune(200).await.unwrap(), 1);
     assert_eq!(store.bind(&[3; 32], "c", 1000, 200).await.unwrap(), "c");
 }

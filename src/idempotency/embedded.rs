@@ -82,7 +82,6 @@ impl EmbeddedStore {
         db: &Database,
         key: &Digest,
         max_records: usize,
-        now: u64,
         decide: impl FnOnce(Option<Record>) -> (T, Option<Record>),
     ) -> Result<T, StoreError> {
         let txn = db.begin_write().map_err(backend)?;
@@ -96,11 +95,10 @@ impl EmbeddedStore {
             let is_new = existing.is_none();
             let (answer, write) = decide(existing);
             if let Some(record) = write {
+                // At the bound, refuse; expired records go in the periodic prune, never in a
+                // scan on the request path.
                 if is_new && table.len().map_err(backend)? as usize >= max_records {
-                    table.retain(|_, v| !expired(v, now)).map_err(backend)?;
-                    if table.len().map_err(backend)? as usize >= max_records {
-                        return Err(StoreError::Full(max_records));
-                    }
+                    return Err(StoreError::Full(max_records));
                 }
                 table
                     .insert(key, record.encode()?.as_slice())
@@ -130,7 +128,7 @@ impl Store for EmbeddedStore {
             if let (answer, None) = decide_claim(Self::read(db, &key)?, &req) {
                 return Ok(answer);
             }
-            Self::update(db, &key, max, now, |existing| decide_claim(existing, &req))
+            Self::update(db, &key, max, |existing| decide_claim(existing, &req))
         }))
     }
 
@@ -143,7 +141,7 @@ impl Store for EmbeddedStore {
     ) -> StoreFuture<'a, bool> {
         let (key, max) = (*key, self.max_records);
         Box::pin(self.blocking(move |db| {
-            Self::update(db, &key, max, 0, |existing| match existing {
+            Self::update(db, &key, max, |existing| match existing {
                 Some(Record::InFlight { fingerprint, .. }) if owns(&existing, owner) => {
                     let done = Record::Completed {
                         fingerprint,
@@ -188,7 +186,7 @@ impl Store for EmbeddedStore {
     ) -> StoreFuture<'a, String> {
         let (key, candidate, max) = (*key, candidate.to_owned(), self.max_records);
         Box::pin(self.blocking(move |db| {
-            Self::update(db, &key, max, now, |existing| {
+            Self::update(db, &key, max, |existing| {
                 decide_bind(existing, &candidate, expires_at, now)
             })
         }))

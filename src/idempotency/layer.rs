@@ -91,7 +91,10 @@ impl Idempotency {
         let started = Instant::now();
         let result = f.await;
         m.store_op(name, started.elapsed(), result.is_ok());
-        self.0.healthy.store(result.is_ok(), Ordering::Relaxed);
+        // A full store is working as configured (new keys go out undeduplicated until the
+        // prune makes room); only a failing backend makes payguard unready.
+        let failing = matches!(result, Err(StoreError::Backend(_)));
+        self.0.healthy.store(!failing, Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::warn!(op = name, error = %e, "idempotency store operation failed");
         }
@@ -109,7 +112,7 @@ impl Idempotency {
         path_and_query: &str,
         headers: &mut HeaderMap,
         body: &Bytes,
-        deadline: Duration,
+        deadline: tokio::time::Instant,
     ) -> Admission {
         let forward = |injected| Admission::Forward {
             guard: None,
@@ -140,7 +143,15 @@ impl Idempotency {
                         .await;
                     match bound {
                         Ok(bound) => key = bound,
-                        Err(e) => return self.degrade(policy, e, None),
+                        Err(e) => {
+                            // Failing open still sends the fresh key: the provider dedups
+                            // the request, and payguard may retry it.
+                            let value = HeaderValue::from_str(&key).ok();
+                            if let Some(value) = &value {
+                                headers.insert(IDEMPOTENCY_KEY, value.clone());
+                            }
+                            return self.degrade(policy, e, value);
+                        }
                     }
                 }
                 m.injected.with_label_values(&[route]).inc();
@@ -159,7 +170,8 @@ impl Idempotency {
 
         let record = fingerprint::record_key(&scope, key.as_bytes());
         let owner = rand::rng().random::<u128>();
-        let wait_until = tokio::time::Instant::now() + self.0.settings.coalesce_wait.min(deadline);
+        let wait_until =
+            (tokio::time::Instant::now() + self.0.settings.coalesce_wait).min(deadline);
         let mut waited = false;
         loop {
             let now = self.now_ms();
@@ -167,7 +179,10 @@ impl Idempotency {
                 key: &record,
                 fingerprint: &print,
                 owner,
-                lease_until: after(now, deadline + LEASE_MARGIN),
+                lease_until: after(
+                    now,
+                    deadline.saturating_duration_since(tokio::time::Instant::now()) + LEASE_MARGIN,
+                ),
                 now,
             };
             // Register for the wake-up before looking, so a finish between the look and the
@@ -178,7 +193,10 @@ impl Idempotency {
             notified.as_mut().enable();
             let claim = match self.op(m, "claim", self.0.store.claim(claim)).await {
                 Ok(claim) => claim,
-                Err(e) => return self.degrade(policy, e, injected),
+                Err(e) => {
+                    self.forget(&record);
+                    return self.degrade(policy, e, injected);
+                }
             };
             let coalesced = |result| {
                 if waited {
@@ -203,11 +221,13 @@ impl Idempotency {
                     if f != print =>
                 {
                     m.conflicts.with_label_values(&[route, "mismatch"]).inc();
+                    self.forget(&record);
                     return Admission::Refuse(ProxyError::KeyMismatch);
                 }
                 Claim::Completed { response, .. } => {
                     coalesced("replayed");
                     m.replays.with_label_values(&[route]).inc();
+                    self.forget(&record);
                     return Admission::Replay {
                         response: replay(response),
                         injected,
@@ -216,6 +236,7 @@ impl Idempotency {
                 Claim::InFlight { .. } if tokio::time::Instant::now() >= wait_until => {
                     coalesced("timed_out");
                     m.conflicts.with_label_values(&[route, "in_use"]).inc();
+                    self.forget(&record);
                     return Admission::Refuse(ProxyError::KeyInUse);
                 }
                 Claim::InFlight { .. } => {
@@ -265,6 +286,30 @@ impl Idempotency {
         map.entry(*record).or_default().clone()
     }
 
+    /// Drops this request's interest in `record`'s wake-ups, removing the entry when nobody
+    /// else waits on it, so answered duplicates leave nothing behind in the map.
+    fn forget(&self, record: &Digest) {
+        let mut map = self
+            .0
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The map's own reference plus the caller's: nobody else is waiting.
+        if map.get(record).is_some_and(|n| Arc::strong_count(n) <= 2) {
+            map.remove(record);
+        }
+    }
+
+    /// How many keys have waiters registered; for tests of the map's bound.
+    #[cfg(test)]
+    pub(crate) fn waiting_keys(&self) -> usize {
+        self.0
+            .waiters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     fn wake(&self, record: &Digest) {
         let notify = self
             .0
@@ -288,13 +333,14 @@ pub struct Guard {
 
 impl Guard {
     /// Stores the response when it is final and small enough, then wakes duplicates. Returns
-    /// the response to send (rebuilt from the buffered body when it was stored).
+    /// the response to send (rebuilt from the buffered body when it was stored). The body is
+    /// read within what is left of the request's `deadline`.
     pub async fn finish(
         mut self,
         m: &IdempotencyMetrics,
         response: Response<ProxyBody>,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        self.finished = true;
         let idem = self.owner.clone();
         let settings = &idem.0.settings;
         let length = response
@@ -303,23 +349,28 @@ impl Guard {
             .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         let fits = length.is_some_and(|l| l <= settings.max_stored_body);
         if !storable(response.status()) || !fits {
-            let _ = idem
-                .op(m, "release", idem.0.store.release(&self.record, self.claim))
-                .await;
-            idem.wake(&self.record);
+            self.release(m).await;
             return Ok(response);
         }
         let (parts, body) = response.into_parts();
-        let bytes = match Limited::new(body, settings.max_stored_body).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => {
-                let _ = idem
-                    .op(m, "release", idem.0.store.release(&self.record, self.claim))
-                    .await;
-                idem.wake(&self.record);
+        let read = tokio::time::timeout_at(
+            deadline,
+            Limited::new(body, settings.max_stored_body).collect(),
+        )
+        .await;
+        let bytes = match read {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) => {
+                self.release(m).await;
                 return Err(ProxyError::UpstreamIo(format!(
                     "reading the response body: {e}"
                 )));
+            }
+            Err(_) => {
+                self.release(m).await;
+                return Err(ProxyError::UpstreamIo(
+                    "the response body did not arrive before the deadline".into(),
+                ));
             }
         };
         let stored = StoredResponse {
@@ -332,17 +383,25 @@ impl Guard {
             body: bytes.to_vec(),
         };
         let expires = after(idem.now_ms(), settings.ttl);
-        let _ = idem
-            .op(
-                m,
-                "complete",
-                idem.0
-                    .store
-                    .complete(&self.record, self.claim, stored, expires),
-            )
-            .await;
+        let complete = idem
+            .0
+            .store
+            .complete(&self.record, self.claim, stored, expires);
+        let _ = idem.op(m, "complete", complete).await;
+        // Only now is the claim settled: were this future dropped earlier (the app hung up),
+        // Drop would still release the key.
+        self.finished = true;
         idem.wake(&self.record);
         Ok(Response::from_parts(parts, full(bytes)))
+    }
+
+    async fn release(&mut self, m: &IdempotencyMetrics) {
+        let idem = self.owner.clone();
+        let _ = idem
+            .op(m, "release", idem.0.store.release(&self.record, self.claim))
+            .await;
+        self.finished = true;
+        idem.wake(&self.record);
     }
 }
 
@@ -391,3 +450,7 @@ fn replay(stored: StoredResponse) -> Response<ProxyBody> {
     headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     response
 }
+
+#[cfg(test)]
+#[path = "layer_tests.rs"]
+mod tests;

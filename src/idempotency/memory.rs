@@ -30,18 +30,11 @@ impl MemoryStore {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Refuses a new key when the map is at its bound, after dropping what has expired.
-    fn make_room(
-        &self,
-        map: &mut HashMap<Digest, Record>,
-        key: &Digest,
-        now: u64,
-    ) -> Result<(), StoreError> {
+    /// Refuses a new key when the map is at its bound. Expired records are removed by the
+    /// periodic prune, never here: a scan on the request path would make every request pay
+    /// for a full store.
+    fn make_room(&self, map: &HashMap<Digest, Record>, key: &Digest) -> Result<(), StoreError> {
         if map.len() < self.max_records || map.contains_key(key) {
-            return Ok(());
-        }
-        map.retain(|_, r| !r.expired(now));
-        if map.len() < self.max_records {
             Ok(())
         } else {
             Err(StoreError::Full(map.len()))
@@ -55,7 +48,7 @@ impl Store for MemoryStore {
             let mut map = self.map();
             let (claim, write) = decide_claim(map.get(req.key).cloned(), &req);
             if let Some(record) = write {
-                self.make_room(&mut map, req.key, req.now)?;
+                self.make_room(&map, req.key)?;
                 map.insert(*req.key, record);
             }
             Ok(claim)
@@ -107,7 +100,7 @@ impl Store for MemoryStore {
             let mut map = self.map();
             let (bound, write) = decide_bind(map.get(key).cloned(), candidate, expires_at, now);
             if let Some(record) = write {
-                self.make_room(&mut map, key, now)?;
+                self.make_room(&map, key)?;
                 map.insert(*key, record);
             }
             Ok(bound)

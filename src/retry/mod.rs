@@ -77,10 +77,13 @@ pub struct Finished<B> {
     pub stop: Stop,
 }
 
-/// Runs `send` until its outcome is final or a bound is reached. `send` gets the timeout for
-/// the attempt (the policy's, shortened to what the deadline leaves) and must apply it.
+/// Runs `send` until its outcome is final or a bound is reached, all before `deadline` (the
+/// request's, fixed when it arrived: time spent before the first attempt, such as waiting for
+/// a duplicate, counts against it). `send` gets the timeout for the attempt (the policy's,
+/// shortened to what the deadline leaves) and must apply it.
 pub async fn send_with_retries<B, F, Fut>(
     policy: &RetryPolicy,
+    deadline: Instant,
     replay_safe: bool,
     budget: &TpsBudget,
     jitter: &Jitter,
@@ -91,9 +94,12 @@ where
     F: FnMut(Duration) -> Fut,
     Fut: Future<Output = Result<Response<B>, AttemptError>>,
 {
-    let deadline = Instant::now() + policy.deadline;
     budget.deposit();
     let mut attempts = 0;
+    // The last real outcome, kept through the backoff sleep: if the next attempt is refused
+    // locally (breaker open, limiter queue full), the app gets this instead, since a local
+    // refusal would wrongly suggest nothing was ever sent.
+    let mut previous: Option<Result<Response<B>, AttemptError>> = None;
     loop {
         attempts += 1;
         let started = Instant::now();
@@ -108,6 +114,9 @@ where
                 // A refused attempt never left: it does not count as one.
                 if matches!(outcome, Err(AttemptError::Refused(_))) {
                     attempts -= 1;
+                    if let Some(previous) = previous {
+                        return finished(previous, attempts, Stop::Final);
+                    }
                 }
                 return finished(outcome, attempts, Stop::Final);
             }
@@ -121,8 +130,12 @@ where
             .delay(attempts, jitter)
             .max(not_before.unwrap_or_default());
         // A wait that ends at the deadline leaves no time to attempt anything: stop now and
-        // return what we have rather than sleep into a certain timeout.
-        if Instant::now() + delay >= deadline {
+        // return what we have rather than sleep into a certain timeout. (A provider may send
+        // an absurd Retry-After; checked_add keeps that from overflowing.)
+        if Instant::now()
+            .checked_add(delay)
+            .is_none_or(|at| at >= deadline)
+        {
             observer.refused(Stop::Deadline);
             return finished(outcome, attempts, Stop::Deadline);
         }
@@ -131,8 +144,7 @@ where
             return finished(outcome, attempts, Stop::Budget);
         }
         observer.retry(reason, delay);
-        // Release the failed response (and its connection) before sleeping.
-        drop(outcome);
+        previous = Some(outcome);
         tokio::time::sleep(delay).await;
     }
 }

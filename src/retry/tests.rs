@@ -60,6 +60,7 @@ async fn run(
     let script = RefCell::new(VecDeque::from(script));
     let finished = send_with_retries(
         policy,
+        Instant::now() + policy.deadline,
         replay_safe,
         budget,
         &Jitter::None,
@@ -224,4 +225,39 @@ async fn a_spent_budget_stops_retries() {
     .await;
     assert_eq!((done.attempts, done.stop), (1, Stop::Budget));
     assert_eq!(*seen.refused.borrow(), [Stop::Budget]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_absurd_retry_after_ends_the_loop_instead_of_overflowing() {
+    let script = vec![status(503, &[("retry-after", "18446744073709551615")])];
+    let (done, _) = run(
+        &policy(5, Duration::from_secs(20)),
+        true,
+        &generous_budget(),
+        script,
+    )
+    .await;
+    assert_eq!((done.attempts, done.stop), (1, Stop::Deadline));
+    assert_eq!(done.outcome.unwrap().status(), 503);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_local_refusal_on_a_retry_returns_the_providers_last_answer() {
+    let refused = Err(AttemptError::Refused(Refusal::CircuitOpen(
+        Duration::from_secs(5),
+    )));
+    let script = vec![status(503, &[]), refused];
+    let (done, _) = run(
+        &policy(5, Duration::from_secs(60)),
+        true,
+        &generous_budget(),
+        script,
+    )
+    .await;
+    assert_eq!(
+        done.outcome.unwrap().status(),
+        503,
+        "not payguard's refusal"
+    );
+    assert_eq!(done.attempts, 1, "the refused attempt never left");
 }
