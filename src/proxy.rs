@@ -58,10 +58,10 @@ pub struct ProxyState {
     upstream: Upstream,
     /// Kept across config reloads, so counters continue.
     metrics: Arc<Metrics>,
-    budget: TpsBudget,
+    budget: Arc<TpsBudget>,
     jitter: Jitter,
     idempotency: Idempotency,
-    gates: Gates,
+    gates: Arc<Gates>,
     max_body: usize,
 }
 
@@ -93,51 +93,57 @@ impl ProxyState {
             StoreKind::Memory => Arc::new(MemoryStore::new(spec.max_records)),
             StoreKind::Embedded(path) => Arc::new(EmbeddedStore::open(path, spec.max_records)?),
         };
-        let upstream = Upstream::new(&config.upstream)?;
-        Ok(ProxyState::assemble(config, metrics, store, upstream))
-    }
-
-    /// The state for a reloaded config. What must outlive a reload is carried over: the
-    /// metrics (counters continue), the idempotency store (an open file cannot be opened
-    /// twice), and the upstream's connection pool when the upstream did not change. Limiters,
-    /// breakers and the retry budget start afresh under their new settings.
-    pub fn reconfigure(&self, config: &Config, old: &Config) -> anyhow::Result<ProxyState> {
-        let upstream = if config.upstream == old.upstream {
-            self.upstream.clone()
-        } else {
-            Upstream::new(&config.upstream)?
-        };
-        let store = self.idempotency.store().clone();
-        Ok(ProxyState::assemble(
-            config,
-            self.metrics.clone(),
-            store,
-            upstream,
-        ))
-    }
-
-    fn assemble(
-        config: &Config,
-        metrics: Arc<Metrics>,
-        store: Arc<dyn Store>,
-        upstream: Upstream,
-    ) -> ProxyState {
-        let routes = RouteTable::new(
-            config.routes.clone(),
-            config.default_retry.clone(),
-            config.default_idempotency.clone(),
-        );
-        let b = config.retry_budget;
-        ProxyState {
-            gates: Gates::new(config, &metrics.limits),
-            upstream,
-            routes,
+        Ok(ProxyState {
+            gates: Arc::new(Gates::new(config, &metrics.limits)),
+            budget: Arc::new(budget(config)),
+            idempotency: Idempotency::new(store, spec.settings.clone()),
+            upstream: Upstream::new(&config.upstream)?,
+            routes: routes(config),
             metrics,
-            budget: TpsBudget::new(b.window, b.min_per_second, b.ratio),
-            jitter: config.jitter_seed.map_or(Jitter::Random, Jitter::seeded),
-            idempotency: Idempotency::new(store, config.idempotency.settings.clone()),
+            jitter: jitter(config),
             max_body: config.max_request_body,
-        }
+        })
+    }
+
+    /// The state for a reloaded config. What a reload must not disturb is carried over: the
+    /// metrics (counters continue) and the idempotency store (an open file cannot be opened
+    /// twice) always; the connection pool, the limiters and breakers (their rate, queue and
+    /// state), the retry budget and the idempotency layer (its waiters and health) whenever
+    /// their settings did not change.
+    pub fn reconfigure(&self, config: &Config, old: &Config) -> anyhow::Result<ProxyState> {
+        // The limits in force: upstream-wide, and those of routes that have their own.
+        let limits = |c: &Config| {
+            let routes: Vec<_> = c
+                .routes
+                .iter()
+                .filter(|r| r.rate_limit.is_some() || r.breaker.is_some())
+                .map(|r| (r.name.clone(), r.rate_limit, r.breaker))
+                .collect();
+            (c.rate_limit, c.breaker, routes)
+        };
+        let settings = &config.idempotency.settings;
+        Ok(ProxyState {
+            upstream: match config.upstream == old.upstream {
+                true => self.upstream.clone(),
+                false => Upstream::new(&config.upstream)?,
+            },
+            gates: match limits(config) == limits(old) {
+                true => self.gates.clone(),
+                false => Arc::new(Gates::new(config, &self.metrics.limits)),
+            },
+            budget: match config.retry_budget == old.retry_budget {
+                true => self.budget.clone(),
+                false => Arc::new(budget(config)),
+            },
+            idempotency: match *settings == old.idempotency.settings {
+                true => self.idempotency.clone(),
+                false => Idempotency::new(self.idempotency.store().clone(), settings.clone()),
+            },
+            routes: routes(config),
+            metrics: self.metrics.clone(),
+            jitter: jitter(config),
+            max_body: config.max_request_body,
+        })
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -326,6 +332,23 @@ impl ProxyState {
             Full::new(bytes).map_err(|never| match never {}).boxed(),
         ))
     }
+}
+
+fn routes(config: &Config) -> RouteTable {
+    RouteTable::new(
+        config.routes.clone(),
+        config.default_retry.clone(),
+        config.default_idempotency.clone(),
+    )
+}
+
+fn budget(config: &Config) -> TpsBudget {
+    let b = config.retry_budget;
+    TpsBudget::new(b.window, b.min_per_second, b.ratio)
+}
+
+fn jitter(config: &Config) -> Jitter {
+    config.jitter_seed.map_or(Jitter::Random, Jitter::seeded)
 }
 
 /// The `error.code` of a Stripe-shaped error body, if it is one.

@@ -147,3 +147,35 @@ async fn sighup_reloads_the_real_binary() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_that_leaves_the_breaker_alone_keeps_it_open() {
+    let provider = double::spawn(DoubleConfig::default()).await.unwrap();
+    provider.faults().push(payguard::double::Fault::Status(503));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let limits = "[retry]\nmax_attempts = 1\n[breaker]\nconsecutive_failures = 1\nbreak_duration = \"60s\"\n";
+    std::fs::write(&path, config(&provider.url(), limits)).unwrap();
+    let proxy = start_proxy_watching(&path).await;
+    assert_eq!(get(&proxy.url("/_double/echo")).await.status, 503);
+    assert_payguard_error(
+        &get(&proxy.url("/_double/echo")).await,
+        503,
+        "payguard_circuit_open",
+    );
+
+    // A new route changes nothing about the breaker: it stays open across the reload.
+    let route = "[[route]]\nname = \"reads\"\nmatch = \"GET /v1/*\"\n";
+    std::fs::write(&path, config(&provider.url(), &format!("{limits}{route}"))).unwrap();
+    wait_for_metric(
+        &proxy,
+        "payguard_config_reloads_total{result=\"applied\"} 1",
+    )
+    .await;
+    assert_payguard_error(
+        &get(&proxy.url("/_double/echo")).await,
+        503,
+        "payguard_circuit_open",
+    );
+    assert_eq!(provider.requests_seen(), 1);
+}
