@@ -1,0 +1,139 @@
+//! The layer's bookkeeping: waiter entries do not pile up, a full store is not an outage, and
+//! a finish cut short still releases its key.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http_body::Frame;
+
+use super::*;
+use crate::idempotency::memory::MemoryStore;
+use crate::metrics::Metrics;
+
+fn layer(max_records: usize) -> Idempotency {
+    let settings = Settings {
+        ttl: Duration::from_secs(60),
+        coalesce_wait: Duration::from_millis(100),
+        max_stored_body: 4096,
+    };
+    Idempotency::new(Arc::new(MemoryStore::new(max_records)), settings)
+}
+
+fn policy() -> RoutePolicy {
+    RoutePolicy {
+        inject: true,
+        dedup_window: None,
+        on_store_error: FailMode::Open,
+    }
+}
+
+async fn admit(idem: &Idempotency, m: &Metrics, key: &str) -> Admission {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer sk_test_layer"),
+    );
+    headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(key).unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let body = Bytes::from_static(b"amount=1");
+    idem.admit(
+        &policy(),
+        &m.idempotency,
+        "r",
+        &Method::POST,
+        "/v1/x",
+        &mut headers,
+        &body,
+        deadline,
+    )
+    .await
+}
+
+fn ok_response(body: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    r
+}
+
+#[tokio::test]
+async fn replays_leave_no_waiter_entries_behind() {
+    let (idem, m) = (layer(100), Metrics::new([]).unwrap());
+    let Admission::Forward {
+        guard: Some(guard), ..
+    } = admit(&idem, &m, "k").await
+    else {
+        panic!("the first request claims the key");
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    guard
+        .finish(&m.idempotency, ok_response("{}"), deadline)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        assert!(matches!(
+            admit(&idem, &m, "k").await,
+            Admission::Replay { .. }
+        ));
+    }
+    assert_eq!(idem.waiting_keys(), 0);
+}
+
+#[tokio::test]
+async fn a_full_store_forwards_without_making_payguard_unready() {
+    let (idem, m) = (layer(1), Metrics::new([]).unwrap());
+    let first = admit(&idem, &m, "a").await;
+    assert!(matches!(first, Admission::Forward { guard: Some(_), .. }));
+    let second = admit(&idem, &m, "b").await;
+    assert!(
+        matches!(second, Admission::Forward { guard: None, .. }),
+        "full: forwarded undeduplicated"
+    );
+    assert!(idem.healthy());
+}
+
+/// A body whose bytes never come.
+struct Never;
+
+impl http_body::Body for Never {
+    type Data = Bytes;
+    type Error = hyper::Error;
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn a_finish_cut_short_releases_the_key() {
+    let (idem, m) = (layer(100), Metrics::new([]).unwrap());
+    let Admission::Forward {
+        guard: Some(guard), ..
+    } = admit(&idem, &m, "k").await
+    else {
+        panic!("claimed");
+    };
+    let mut stalled = Response::new(Never.boxed());
+    stalled
+        .headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(10));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // The app hangs up while the body is being read.
+    let cut = tokio::time::timeout(
+        Duration::from_millis(20),
+        guard.finish(&m.idempotency, stalled, deadline),
+    )
+    .await;
+    assert!(cut.is_err());
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        matches!(
+            admit(&idem, &m, "k").await,
+            Admission::Forward { guard: Some(_), .. }
+        ),
+        "the retry claims the key at once instead of waiting out the lease"
+    );
+}
