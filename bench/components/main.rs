@@ -131,7 +131,12 @@ async fn main() {
     store_costs("memory store", &MemoryStore::new(1_000_000), n).await;
     let dir = std::env::temp_dir().join(format!("payguard-bench-{}", std::process::id()));
     let embedded = EmbeddedStore::open(&dir.join("bench.redb"), 1_000_000).expect("open the store");
-    store_costs("embedded store (redb, fsync per write)", &embedded, n).await;
+    store_costs(
+        "embedded store (redb; claim unsynced, completion fsync'd)",
+        &embedded,
+        n,
+    )
+    .await;
     drop(embedded);
     let _ = std::fs::remove_dir_all(&dir);
 
