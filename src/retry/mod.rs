@@ -100,6 +100,10 @@ where
     // locally (breaker open, limiter queue full), the app gets this instead, since a local
     // refusal would wrongly suggest nothing was ever sent.
     let mut previous: Option<Result<Response<B>, AttemptError>> = None;
+    // Set once an attempt may have taken effect without an answer (lost or timed out after
+    // sending). If the attempts then end on a "not executed" answer (429, or 409 key in use),
+    // that answer would tell the app nothing happened; the uncertain failure is the truth.
+    let mut uncertain: Option<AttemptError> = None;
     loop {
         attempts += 1;
         let started = Instant::now();
@@ -122,8 +126,15 @@ where
             }
             Verdict::Retry { reason, not_before } => (reason, not_before),
         };
+        if let Err(e @ (AttemptError::Lost(_) | AttemptError::TimedOut(_))) = &outcome {
+            uncertain = Some(e.clone());
+        }
         if attempts >= policy.max_attempts {
-            return finished(outcome, attempts, Stop::AttemptsExhausted);
+            return finished(
+                honest(outcome, uncertain),
+                attempts,
+                Stop::AttemptsExhausted,
+            );
         }
         let delay = policy
             .backoff
@@ -137,15 +148,26 @@ where
             .is_none_or(|at| at >= deadline)
         {
             observer.refused(Stop::Deadline);
-            return finished(outcome, attempts, Stop::Deadline);
+            return finished(honest(outcome, uncertain), attempts, Stop::Deadline);
         }
         if !budget.withdraw() {
             observer.refused(Stop::Budget);
-            return finished(outcome, attempts, Stop::Budget);
+            return finished(honest(outcome, uncertain), attempts, Stop::Budget);
         }
         observer.retry(reason, delay);
         previous = Some(outcome);
         tokio::time::sleep(delay).await;
+    }
+}
+
+/// The last outcome, unless it claims "not executed" while an earlier attempt may have been.
+fn honest<B>(
+    outcome: Result<Response<B>, AttemptError>,
+    uncertain: Option<AttemptError>,
+) -> Result<Response<B>, AttemptError> {
+    match (&outcome, uncertain) {
+        (Ok(r), Some(e)) if matches!(r.status().as_u16(), 409 | 429) => Err(e),
+        _ => outcome,
     }
 }
 

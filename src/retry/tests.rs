@@ -261,3 +261,24 @@ async fn a_local_refusal_on_a_retry_returns_the_providers_last_answer() {
     );
     assert_eq!(done.attempts, 1, "the refused attempt never left");
 }
+
+#[tokio::test(start_paused = true)]
+async fn attempts_ending_on_a_429_after_a_lost_attempt_report_the_uncertainty() {
+    let script = vec![
+        Err(AttemptError::Lost("reset".into())),
+        status(429, &[]),
+        status(429, &[]),
+    ];
+    let (done, _) = run(
+        &policy(3, Duration::from_secs(60)),
+        true,
+        &generous_budget(),
+        script,
+    )
+    .await;
+    assert_eq!(done.stop, Stop::AttemptsExhausted);
+    assert!(
+        matches!(done.outcome, Err(AttemptError::Lost(_))),
+        "not a 429 that says nothing happened"
+    );
+}
