@@ -179,3 +179,46 @@ async fn a_reload_that_leaves_the_breaker_alone_keeps_it_open() {
     );
     assert_eq!(provider.requests_seen(), 1);
 }
+
+#[tokio::test]
+async fn a_reload_changes_a_routes_retry_policy_live() {
+    let provider = double::spawn(DoubleConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let route = |attempts: u32| {
+        format!(
+            "[rate_limit]\nenabled = false\n[retry]\nbase_delay = \"1ms\"\n\
+             [[route]]\nname = \"echo\"\nmatch = \"GET /_double/echo\"\n[route.retry]\nmax_attempts = {attempts}\n"
+        )
+    };
+    std::fs::write(&path, config(&provider.url(), &route(1))).unwrap();
+    let proxy = start_proxy_watching(&path).await;
+    let url = proxy.url("/_double/echo");
+
+    provider.faults().push(payguard::double::Fault::Status(503));
+    let before = get(&url).await;
+    assert_eq!(
+        (
+            before.status.as_u16(),
+            before.headers["payguard-attempts"].to_str().unwrap()
+        ),
+        (503, "1")
+    );
+
+    std::fs::write(&path, config(&provider.url(), &route(3))).unwrap();
+    wait_for_metric(
+        &proxy,
+        "payguard_config_reloads_total{result=\"applied\"} 1",
+    )
+    .await;
+    provider.faults().push(payguard::double::Fault::Status(503));
+    provider.faults().push(payguard::double::Fault::Status(503));
+    let after = get(&url).await;
+    assert_eq!(
+        (
+            after.status.as_u16(),
+            after.headers["payguard-attempts"].to_str().unwrap()
+        ),
+        (200, "3")
+    );
+}
