@@ -1004,7 +1004,7 @@ fn notes(args: &Args, reports: &[Report], info: &RunInfo) -> Vec<String> {
     if reports.iter().any(|r| r.strategy == "payguard+breaker") {
         let (window, break_ms) = breaker_durations(args.time_scale);
         notes.push(format!(
-            "payguard+breaker: the default breaker (failure_rate 0.5 over min_calls 20, or 5 consecutive failures), window {window}ms and break_duration {break_ms}ms (10s/5s x time scale, raised to the config's 1s/100ms floors)"
+            "payguard+breaker: the default breaker (failure_rate 0.5 over min_calls 20, or 10 consecutive failures), window {window}ms and break_duration {break_ms}ms (10s/5s x time scale, raised to the config's 1s/100ms floors)"
         ));
     }
     for r in payguard_rows {
