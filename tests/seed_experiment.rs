@@ -12,7 +12,7 @@ mod support;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use payguard::double::{self, DoubleConfig, EffectKind, Fault, Profile};
+use payguard::double::{self, DoubleConfig, EffectKind, Profile};
 use support::*;
 
 const ORDERS: usize = 1000;
@@ -24,26 +24,6 @@ const ORDERS: usize = 1000;
 /// default breaker would rightly treat as an outage.)
 const CONFIG: &str = "[retry]\nmax_attempts = 5\nbase_delay = \"1ms\"\nmax_delay = \"8ms\"\njitter_seed = 3\n\
                       [retry_budget]\nratio = 1.0\n[rate_limit]\nenabled = false\n[breaker]\nenabled = false\n";
-
-fn transient_profile(seed: u64) -> Profile {
-    Profile {
-        rate: 0.3,
-        mix: vec![
-            (Fault::ResetBeforeProcessing, 1),
-            (Fault::ResetAfterProcessing, 1),
-            (Fault::Status(500), 1),
-            (Fault::Status(503), 1),
-            (
-                Fault::RateLimited {
-                    retry_after: None,
-                    should_retry: None,
-                },
-                1,
-            ),
-        ],
-        seed,
-    }
-}
 
 struct Run {
     completed: usize,
@@ -84,7 +64,10 @@ async fn run_orders(base: &str) -> Run {
 async fn payguard_completes_what_a_bare_client_loses_without_charging_twice() {
     // Straight at the provider: every transient fault is a lost order.
     let direct = double::spawn(DoubleConfig::default()).await.unwrap();
-    direct.faults().set_profile(transient_profile(11)).unwrap();
+    direct
+        .faults()
+        .set_profile(Profile::transient(0.3, 11))
+        .unwrap();
     let bare = run_orders(&direct.url()).await;
     let bare_rate = bare.completed as f64 / ORDERS as f64;
 
@@ -92,7 +75,7 @@ async fn payguard_completes_what_a_bare_client_loses_without_charging_twice() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
     provider
         .faults()
-        .set_profile(transient_profile(11))
+        .set_profile(Profile::transient(0.3, 11))
         .unwrap();
     let proxy = start_proxy(&config_toml(&provider.url(), CONFIG)).await;
     let guarded = run_orders(&format!("http://{}", proxy.addr)).await;

@@ -56,7 +56,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use payguard::config::Config;
-use payguard::double::{self, DoubleConfig, DuplicateBy, EffectKind, Fault, Ledger, Profile};
+use payguard::double::{self, DoubleConfig, DuplicateBy, EffectKind, Ledger, Profile};
 use payguard::server::Server;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -404,26 +404,6 @@ where
     let wall = started.elapsed();
     all.sort_by_key(|(order, _)| *order);
     Ok((all.into_iter().map(|(_, result)| result).collect(), wall))
-}
-
-fn transient_profile(rate: f64, seed: u64) -> Profile {
-    Profile {
-        rate,
-        mix: vec![
-            (Fault::ResetBeforeProcessing, 1),
-            (Fault::ResetAfterProcessing, 1),
-            (Fault::Status(500), 1),
-            (Fault::Status(503), 1),
-            (
-                Fault::RateLimited {
-                    retry_after: None,
-                    should_retry: None,
-                },
-                1,
-            ),
-        ],
-        seed,
-    }
 }
 
 /// A delay of payguard's, scaled and written for its config: whole milliseconds, at least 1.
@@ -873,7 +853,7 @@ async fn run_strategy(
     .context("starting the provider double")?;
     double
         .faults()
-        .set_profile(transient_profile(args.fail_rate, args.seed))
+        .set_profile(Profile::transient(args.fail_rate, args.seed))
         .map_err(|e| anyhow!("fault profile refused: {e}"))?;
     let ledger = double.ledger();
     let client: HttpClient = Client::builder(TokioExecutor::new())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use payguard::double::{self, DoubleConfig, Fault, FaultPlan, Profile, RateLimit};
+use payguard::double::{self, DoubleConfig, FaultPlan, Profile, RateLimit};
 use tokio::net::TcpListener;
 
 #[derive(Parser, Debug)]
@@ -53,25 +53,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let faults = FaultPlan::default();
-    let mix = vec![
-        (Fault::ResetBeforeProcessing, 1),
-        (Fault::ResetAfterProcessing, 1),
-        (Fault::Status(500), 1),
-        (Fault::Status(503), 1),
-        (
-            Fault::RateLimited {
-                retry_after: None,
-                should_retry: None,
-            },
-            1,
-        ),
-    ];
     faults
-        .set_profile(Profile {
-            rate: args.fail_rate,
-            mix,
-            seed: args.seed,
-        })
+        .set_profile(Profile::transient(args.fail_rate, args.seed))
         .context("--fail-rate")?;
     let rate_limit = (args.rate_limit > 0.0).then_some(RateLimit {
         per_second: args.rate_limit,

@@ -112,6 +112,30 @@ pub struct Profile {
     pub seed: u64,
 }
 
+impl Profile {
+    /// The transient failures of a flaky network and provider front end, in equal parts:
+    /// resets before and after processing, 500, 503, and 429 without hints. The fault mix of
+    /// the seed article's experiment, shared by the tests, the benchmarks and the binary.
+    pub fn transient(rate: f64, seed: u64) -> Profile {
+        let rate_limited = Fault::RateLimited {
+            retry_after: None,
+            should_retry: None,
+        };
+        let mix = [
+            Fault::ResetBeforeProcessing,
+            Fault::ResetAfterProcessing,
+            Fault::Status(500),
+            Fault::Status(503),
+            rate_limited,
+        ];
+        Profile {
+            rate,
+            mix: mix.into_iter().map(|f| (f, 1)).collect(),
+            seed,
+        }
+    }
+}
+
 /// Why a [`Profile`] was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ProfileError {

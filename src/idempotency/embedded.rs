@@ -24,7 +24,7 @@ use redb::{
 
 use super::fingerprint::Digest;
 use super::store::{Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse};
-use super::store::{decide_bind, decide_claim, owns};
+use super::store::{decide_bind, decide_claim, decide_complete, owns};
 
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -155,23 +155,9 @@ impl Store for EmbeddedStore {
     ) -> StoreFuture<'a, bool> {
         let (key, max) = (*key, self.max_records);
         Box::pin(self.blocking(move |db| {
-            Self::update(
-                db,
-                &key,
-                max,
-                Durability::Immediate,
-                |existing| match existing {
-                    Some(Record::InFlight { fingerprint, .. }) if owns(&existing, owner) => {
-                        let done = Record::Completed {
-                            fingerprint,
-                            response,
-                            expires_at,
-                        };
-                        (true, Some(done))
-                    }
-                    _ => (false, None),
-                },
-            )
+            Self::update(db, &key, max, Durability::Immediate, |existing| {
+                decide_complete(existing, owner, response, expires_at)
+            })
         }))
     }
 

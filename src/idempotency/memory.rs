@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::fingerprint::Digest;
 use super::store::{Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse};
-use super::store::{decide_bind, decide_claim, owns};
+use super::store::{decide_bind, decide_claim, decide_complete, owns};
 
 pub struct MemoryStore {
     records: Mutex<HashMap<Digest, Record>>,
@@ -64,20 +64,10 @@ impl Store for MemoryStore {
         expires_at: u64,
     ) -> StoreFuture<'a, bool> {
         let mut map = self.map();
-        let done = match map.get(key).cloned() {
-            Some(Record::InFlight { fingerprint, .. }) if owns(&map.get(key).cloned(), owner) => {
-                map.insert(
-                    *key,
-                    Record::Completed {
-                        fingerprint,
-                        response,
-                        expires_at,
-                    },
-                );
-                true
-            }
-            _ => false,
-        };
+        let (done, write) = decide_complete(map.get(key).cloned(), owner, response, expires_at);
+        if let Some(record) = write {
+            map.insert(*key, record);
+        }
         Box::pin(async move { Ok(done) })
     }
 

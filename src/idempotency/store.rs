@@ -167,6 +167,30 @@ pub fn owns(existing: &Option<Record>, owner: u128) -> bool {
     matches!(existing, Some(Record::InFlight { owner: o, .. }) if *o == owner)
 }
 
+/// The completion rule: only the owner's live claim becomes a completed record.
+pub fn decide_complete(
+    existing: Option<Record>,
+    owner: u128,
+    response: StoredResponse,
+    expires_at: u64,
+) -> (bool, Option<Record>) {
+    match existing {
+        Some(Record::InFlight {
+            fingerprint,
+            owner: o,
+            ..
+        }) if o == owner => (
+            true,
+            Some(Record::Completed {
+                fingerprint,
+                response,
+                expires_at,
+            }),
+        ),
+        _ => (false, None),
+    }
+}
+
 /// The binding rule: a live binding stands; otherwise `candidate` is bound.
 pub fn decide_bind(
     existing: Option<Record>,
