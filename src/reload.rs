@@ -59,11 +59,12 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 /// Watches `path` and swaps new configs into `live` until the task is aborted.
-pub async fn watch(live: LiveState, path: PathBuf, started: Config) {
+/// `hangups` must be registered before the server reports itself up (see [`hangup_signals`]):
+/// until a handler exists, SIGHUP's default action terminates the process.
+pub async fn watch(live: LiveState, path: PathBuf, started: Config, mut hangups: Hangups) {
     let mut current = started.clone();
     let mut seen = std::fs::read(&path).ok();
     let poll = started.reload_poll_interval;
-    let mut hangups = hangup_signals();
     loop {
         let trigger = tokio::select! {
             Some(()) = next(&mut hangups) => "SIGHUP",
@@ -109,9 +110,10 @@ pub async fn watch(live: LiveState, path: PathBuf, started: Config) {
     }
 }
 
-type Hangups = Option<tokio::signal::unix::Signal>;
+pub type Hangups = Option<tokio::signal::unix::Signal>;
 
-fn hangup_signals() -> Hangups {
+/// Installs the SIGHUP handler now.
+pub fn hangup_signals() -> Hangups {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(signal) => Some(signal),
         Err(e) => {

@@ -94,9 +94,11 @@ impl Server {
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
         let prune_task = tokio::spawn(prune_periodically(self.state.clone(), self.prune_interval));
-        let reload_task = self
-            .watch
-            .map(|(path, config)| tokio::spawn(reload::watch(self.state.clone(), path, config)));
+        let reload_task = self.watch.map(|(path, config)| {
+            // Installed before "serving" is logged: a SIGHUP must never find no handler.
+            let hangups = reload::hangup_signals();
+            tokio::spawn(reload::watch(self.state.clone(), path, config, hangups))
+        });
         let admin_task = tokio::spawn(serve_admin(
             self.admin,
             self.state.clone(),

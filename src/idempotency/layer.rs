@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
 use rand::Rng;
 use tokio::sync::Notify;
 
 use super::fingerprint::{self, Digest};
-use super::store::{Claim, ClaimRequest, Store, StoreError, StoredResponse};
+use super::guard::{Guard, replay};
+use super::store::{Claim, ClaimRequest, Store, StoreError};
 use super::{Clock, FailMode, RoutePolicy, Settings, after, new_key};
 use crate::error::ProxyError;
 use crate::metrics::IdempotencyMetrics;
@@ -45,9 +45,9 @@ pub enum Admission {
     Refuse(ProxyError),
 }
 
-struct Inner {
-    store: Arc<dyn Store>,
-    settings: Settings,
+pub(super) struct Inner {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) settings: Settings,
     clock: Clock,
     /// Wakes duplicates waiting on a key in this process when its holder finishes.
     waiters: Mutex<HashMap<Digest, Arc<Notify>>>,
@@ -55,7 +55,7 @@ struct Inner {
 }
 
 #[derive(Clone)]
-pub struct Idempotency(Arc<Inner>);
+pub struct Idempotency(pub(super) Arc<Inner>);
 
 impl Idempotency {
     pub fn new(store: Arc<dyn Store>, settings: Settings) -> Idempotency {
@@ -82,7 +82,7 @@ impl Idempotency {
     }
 
     /// Times a store operation and records its health.
-    async fn op<T>(
+    pub(super) async fn op<T>(
         &self,
         m: &IdempotencyMetrics,
         name: &str,
@@ -310,7 +310,7 @@ impl Idempotency {
             .len()
     }
 
-    fn wake(&self, record: &Digest) {
+    pub(super) fn wake(&self, record: &Digest) {
         let notify = self
             .0
             .waiters
@@ -321,134 +321,6 @@ impl Idempotency {
             notify.notify_waiters();
         }
     }
-}
-
-/// A claimed key. Finish it with the final response, or drop it to release the key.
-pub struct Guard {
-    owner: Idempotency,
-    record: Digest,
-    claim: u128,
-    finished: bool,
-}
-
-impl Guard {
-    /// Stores the response when it is final and small enough, then wakes duplicates. Returns
-    /// the response to send (rebuilt from the buffered body when it was stored). The body is
-    /// read within what is left of the request's `deadline`.
-    pub async fn finish(
-        mut self,
-        m: &IdempotencyMetrics,
-        response: Response<ProxyBody>,
-        deadline: tokio::time::Instant,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let idem = self.owner.clone();
-        let settings = &idem.0.settings;
-        let length = response
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        let fits = length.is_some_and(|l| l <= settings.max_stored_body);
-        if !storable(response.status()) || !fits {
-            self.release(m).await;
-            return Ok(response);
-        }
-        let (parts, body) = response.into_parts();
-        let read = tokio::time::timeout_at(
-            deadline,
-            Limited::new(body, settings.max_stored_body).collect(),
-        )
-        .await;
-        let bytes = match read {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(e)) => {
-                self.release(m).await;
-                return Err(ProxyError::UpstreamIo(format!(
-                    "reading the response body: {e}"
-                )));
-            }
-            Err(_) => {
-                self.release(m).await;
-                return Err(ProxyError::UpstreamIo(
-                    "the response body did not arrive before the deadline".into(),
-                ));
-            }
-        };
-        let stored = StoredResponse {
-            status: parts.status.as_u16(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
-                .collect(),
-            body: bytes.to_vec(),
-        };
-        let expires = after(idem.now_ms(), settings.ttl);
-        let complete = idem
-            .0
-            .store
-            .complete(&self.record, self.claim, stored, expires);
-        let _ = idem.op(m, "complete", complete).await;
-        // Only now is the claim settled: were this future dropped earlier (the app hung up),
-        // Drop would still release the key.
-        self.finished = true;
-        idem.wake(&self.record);
-        Ok(Response::from_parts(parts, full(bytes)))
-    }
-
-    async fn release(&mut self, m: &IdempotencyMetrics) {
-        let idem = self.owner.clone();
-        let _ = idem
-            .op(m, "release", idem.0.store.release(&self.record, self.claim))
-            .await;
-        self.finished = true;
-        idem.wake(&self.record);
-    }
-}
-
-impl Drop for Guard {
-    /// A request abandoned mid-way (the app hung up, or payguard failed) releases its key so
-    /// the app's retry need not wait for the lease to run out.
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        let (idem, record, claim) = (self.owner.clone(), self.record, self.claim);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(e) = idem.0.store.release(&record, claim).await {
-                    tracing::warn!(error = %e, "could not release an abandoned idempotency key");
-                }
-                idem.wake(&record);
-            });
-        }
-    }
-}
-
-/// Final answers the provider keeps under a key; see the module docs for what is left out.
-fn storable(status: StatusCode) -> bool {
-    status.is_success()
-        || (status.is_client_error() && !matches!(status.as_u16(), 400 | 401 | 403 | 409 | 429))
-}
-
-fn full(bytes: Bytes) -> ProxyBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
-}
-
-/// A stored response as the provider replays one: same status, headers and body, marked.
-fn replay(stored: StoredResponse) -> Response<ProxyBody> {
-    let mut response = Response::new(full(Bytes::from(stored.body)));
-    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    let headers = response.headers_mut();
-    for (name, value) in stored.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(&value),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    response
 }
 
 #[cfg(test)]

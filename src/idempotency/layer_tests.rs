@@ -5,8 +5,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http_body::Frame;
+use http_body_util::BodyExt;
 
 use super::*;
+use crate::idempotency::guard::full;
 use crate::idempotency::memory::MemoryStore;
 use crate::metrics::Metrics;
 

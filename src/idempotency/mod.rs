@@ -22,6 +22,7 @@
 pub mod conformance;
 pub mod embedded;
 pub mod fingerprint;
+mod guard;
 mod layer;
 pub mod memory;
 pub mod store;
@@ -30,7 +31,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 
-pub use layer::{Admission, Guard, Idempotency};
+pub use guard::Guard;
+pub use layer::{Admission, Idempotency};
 pub use store::{Store, StoreError, StoredResponse};
 
 /// What to do when the store cannot answer.
