@@ -1,0 +1,144 @@
+//! The far side of a claim: [`Guard::finish`] stores the final response under the claimed key
+//! (or releases the key when the response is not one to keep) and wakes the duplicates
+//! waiting on it; dropping a guard unfinished releases the key. Also how a stored response is
+//! replayed.
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+
+use super::after;
+use super::fingerprint::Digest;
+use super::layer::Idempotency;
+use super::store::StoredResponse;
+use crate::error::ProxyError;
+use crate::metrics::IdempotencyMetrics;
+use crate::proxy::ProxyBody;
+
+/// A claimed key. Finish it with the final response, or drop it to release the key.
+pub struct Guard {
+    pub(super) owner: Idempotency,
+    pub(super) record: Digest,
+    pub(super) claim: u128,
+    pub(super) finished: bool,
+}
+
+impl Guard {
+    /// Stores the response when it is final and small enough, then wakes duplicates. Returns
+    /// the response to send (rebuilt from the buffered body when it was stored). The body is
+    /// read within what is left of the request's `deadline`.
+    pub async fn finish(
+        mut self,
+        m: &IdempotencyMetrics,
+        response: Response<ProxyBody>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let idem = self.owner.clone();
+        let settings = &idem.0.settings;
+        let length = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let fits = length.is_some_and(|l| l <= settings.max_stored_body);
+        if !storable(response.status()) || !fits {
+            self.release(m).await;
+            return Ok(response);
+        }
+        let (parts, body) = response.into_parts();
+        let read = tokio::time::timeout_at(
+            deadline,
+            Limited::new(body, settings.max_stored_body).collect(),
+        )
+        .await;
+        let bytes = match read {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) => {
+                self.release(m).await;
+                return Err(ProxyError::UpstreamIo(format!(
+                    "reading the response body: {e}"
+                )));
+            }
+            Err(_) => {
+                self.release(m).await;
+                return Err(ProxyError::UpstreamIo(
+                    "the response body did not arrive before the deadline".into(),
+                ));
+            }
+        };
+        let stored = StoredResponse {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            body: bytes.to_vec(),
+        };
+        let expires = after(idem.now_ms(), settings.ttl);
+        let complete = idem
+            .0
+            .store
+            .complete(&self.record, self.claim, stored, expires);
+        let _ = idem.op(m, "complete", complete).await;
+        // Only now is the claim settled: were this future dropped earlier (the app hung up),
+        // Drop would still release the key.
+        self.finished = true;
+        idem.wake(&self.record);
+        Ok(Response::from_parts(parts, full(bytes)))
+    }
+
+    async fn release(&mut self, m: &IdempotencyMetrics) {
+        let idem = self.owner.clone();
+        let _ = idem
+            .op(m, "release", idem.0.store.release(&self.record, self.claim))
+            .await;
+        self.finished = true;
+        idem.wake(&self.record);
+    }
+}
+
+impl Drop for Guard {
+    /// A request abandoned mid-way (the app hung up, or payguard failed) releases its key so
+    /// the app's retry need not wait for the lease to run out.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let (idem, record, claim) = (self.owner.clone(), self.record, self.claim);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = idem.0.store.release(&record, claim).await {
+                    tracing::warn!(error = %e, "could not release an abandoned idempotency key");
+                }
+                idem.wake(&record);
+            });
+        }
+    }
+}
+
+/// Final answers the provider keeps under a key; see the module docs for what is left out.
+fn storable(status: StatusCode) -> bool {
+    status.is_success()
+        || (status.is_client_error() && !matches!(status.as_u16(), 400 | 401 | 403 | 409 | 429))
+}
+
+pub(super) fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// A stored response as the provider replays one: same status, headers and body, marked.
+pub(super) fn replay(stored: StoredResponse) -> Response<ProxyBody> {
+    let mut response = Response::new(full(Bytes::from(stored.body)));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let headers = response.headers_mut();
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
