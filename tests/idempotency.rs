@@ -249,6 +249,12 @@ async fn keyless_duplicates_inside_the_dedup_window_are_one_request() {
     let other = send(post(&url, "sk_test_w", None, "amount=501&currency=usd")).await;
     assert!(!replayed(&other));
     assert_eq!(provider.ledger().count(EffectKind::PaymentIntentCreated), 3);
+    // Three keys were made; the resend inside the window reused the first.
+    let metrics = String::from_utf8(get(&proxy.admin_url("/metrics")).await.body.to_vec()).unwrap();
+    assert!(
+        metrics.contains(r#"payguard_idempotency_keys_injected_total{route="refunds"} 3"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

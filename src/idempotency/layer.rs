@@ -131,7 +131,8 @@ impl Idempotency {
             Some(key) => (key.clone(), None),
             None if !policy.inject && policy.dedup_window.is_none() => return forward(None),
             None => {
-                let mut key = new_key();
+                let fresh = new_key();
+                let mut key = fresh.clone();
                 if let Some(window) = policy.dedup_window {
                     let binding = fingerprint::binding_key(&scope, &print);
                     let bound = self
@@ -150,11 +151,15 @@ impl Idempotency {
                             if let Some(value) = &value {
                                 headers.insert(IDEMPOTENCY_KEY, value.clone());
                             }
+                            m.injected.with_label_values(&[route]).inc();
                             return self.degrade(policy, e, value);
                         }
                     }
                 }
-                m.injected.with_label_values(&[route]).inc();
+                // Counted once per key payguard made: a resend bound to an earlier key reuses it.
+                if key == fresh {
+                    m.injected.with_label_values(&[route]).inc();
+                }
                 // Built from hex and a fixed prefix, or from a key we stored ourselves.
                 let Ok(value) = HeaderValue::from_str(&key) else {
                     return forward(None);
