@@ -8,9 +8,8 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 
-use crate::proxy::ProxyBody;
+use crate::proxy::{ProxyBody, full};
 use crate::retry::{AttemptError, Refusal};
 
 /// Header on every response payguard made itself, holding [`ProxyError::code`].
@@ -126,11 +125,7 @@ impl ProxyError {
                 "message": self.to_string(),
             }
         });
-        let mut response = Response::new(
-            Full::new(Bytes::from(body.to_string()))
-                .map_err(|never| match never {})
-                .boxed(),
-        );
+        let mut response = Response::new(full(Bytes::from(body.to_string())));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(
@@ -153,6 +148,7 @@ impl ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     #[tokio::test]
     async fn errors_are_stripe_shaped_and_marked() {

@@ -49,6 +49,12 @@ pub const PAYGUARD_ATTEMPTS: &str = "payguard-attempts";
 /// Header on responses to requests whose idempotency key payguard chose.
 pub const PAYGUARD_IDEMPOTENCY_KEY: &str = "payguard-idempotency-key";
 
+/// A body payguard holds in full (its own errors, a stored or peeked response) as a
+/// [`ProxyBody`].
+pub fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
 /// The largest error body read to find the provider's error code (only 409s need it).
 const ERROR_PEEK_LIMIT: usize = 64 * 1024;
 
@@ -327,10 +333,7 @@ impl ProxyState {
         if let Some(code) = error_code(&bytes) {
             parts.extensions.insert(ProviderErrorCode(code));
         }
-        Ok(Response::from_parts(
-            parts,
-            Full::new(bytes).map_err(|never| match never {}).boxed(),
-        ))
+        Ok(Response::from_parts(parts, full(bytes)))
     }
 }
 

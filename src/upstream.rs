@@ -104,10 +104,11 @@ impl Upstream {
             handover: handover.clone(),
         };
         let request = self.client.request(Request::from_parts(parts, body));
-        let result = tokio::time::timeout(timeout, request).await;
-        if let Ok(Ok(response)) = result {
-            return Ok(response);
-        }
+        let error = match tokio::time::timeout(timeout, request).await {
+            Ok(Ok(response)) => return Ok(response),
+            Ok(Err(e)) => Some(e),
+            Err(_) => None,
+        };
         // Settle the race with the connection task: either the body was already handed over
         // (the request may have been sent), or it never will be, because the body now refuses
         // to yield. Only in the second case is "not sent" certain.
@@ -115,16 +116,14 @@ impl Upstream {
             && handover
                 .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok();
-        match result {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if e.is_connect() || abandoned => {
-                Err(AttemptError::NotSent(error_chain(&e)))
-            }
-            Ok(Err(e)) => Err(AttemptError::Lost(error_chain(&e))),
-            Err(_) if abandoned => Err(AttemptError::NotSent(format!(
+        match error {
+            Some(e) if e.is_connect() || abandoned => Err(AttemptError::NotSent(error_chain(&e))),
+            Some(e) => Err(AttemptError::Lost(error_chain(&e))),
+            // No response head within the timeout.
+            None if abandoned => Err(AttemptError::NotSent(format!(
                 "not sent within {timeout:?}"
             ))),
-            Err(_) => Err(AttemptError::TimedOut(timeout)),
+            None => Err(AttemptError::TimedOut(timeout)),
         }
     }
 }

@@ -164,7 +164,7 @@ impl Store for EmbeddedStore {
     fn release<'a>(&'a self, key: &'a Digest, owner: u128) -> StoreFuture<'a, ()> {
         let key = *key;
         Box::pin(self.blocking(move |db| {
-            if !owns(&Self::read(db, &key)?, owner) {
+            if !owns(Self::read(db, &key)?.as_ref(), owner) {
                 return Ok(());
             }
             let mut txn = db.begin_write().map_err(backend)?;
@@ -176,7 +176,7 @@ impl Store for EmbeddedStore {
                     .map_err(backend)?
                     .map(|v| Record::decode(v.value()))
                     .transpose()?;
-                if owns(&current, owner) {
+                if owns(current.as_ref(), owner) {
                     table.remove(&key).map_err(backend)?;
                 }
             }

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 
 use super::after;
 use super::fingerprint::Digest;
@@ -13,7 +13,7 @@ use super::layer::Idempotency;
 use super::store::StoredResponse;
 use crate::error::ProxyError;
 use crate::metrics::IdempotencyMetrics;
-use crate::proxy::ProxyBody;
+use crate::proxy::{ProxyBody, full};
 
 /// A claimed key. Finish it with the final response, or drop it to release the key.
 pub struct Guard {
@@ -120,10 +120,6 @@ impl Drop for Guard {
 fn storable(status: StatusCode) -> bool {
     status.is_success()
         || (status.is_client_error() && !matches!(status.as_u16(), 400 | 401 | 403 | 409 | 429))
-}
-
-pub(super) fn full(bytes: Bytes) -> ProxyBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
 /// A stored response as the provider replays one: same status, headers and body, marked.

@@ -8,9 +8,9 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 
 use super::*;
-use crate::idempotency::guard::full;
 use crate::idempotency::memory::MemoryStore;
 use crate::metrics::Metrics;
+use crate::proxy::full;
 
 fn layer(max_records: usize) -> Idempotency {
     let settings = Settings {

@@ -73,7 +73,7 @@ impl Store for MemoryStore {
 
     fn release<'a>(&'a self, key: &'a Digest, owner: u128) -> StoreFuture<'a, ()> {
         let mut map = self.map();
-        if owns(&map.get(key).cloned(), owner) {
+        if owns(map.get(key), owner) {
             map.remove(key);
         }
         Box::pin(async { Ok(()) })

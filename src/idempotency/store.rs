@@ -163,7 +163,7 @@ pub fn decide_claim(existing: Option<Record>, req: &ClaimRequest<'_>) -> (Claim,
 
 /// Whether a completion or release by `owner` may touch `existing`: only its own live claim.
 /// A holder whose lease ran out and was taken over must not overwrite the newer owner.
-pub fn owns(existing: &Option<Record>, owner: u128) -> bool {
+pub fn owns(existing: Option<&Record>, owner: u128) -> bool {
     matches!(existing, Some(Record::InFlight { owner: o, .. }) if *o == owner)
 }
 
