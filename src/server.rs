@@ -21,6 +21,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -99,11 +100,16 @@ impl Server {
             let hangups = reload::hangup_signals();
             tokio::spawn(reload::watch(self.state.clone(), path, config, hangups))
         });
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel();
         let admin_task = tokio::spawn(serve_admin(
             self.admin,
             self.state.clone(),
             self.ready.clone(),
+            admin_stopped,
         ));
+        // Every connection task is kept, so `run` returns only once all of them are gone and
+        // nothing still holds the state (and the store file behind it).
+        let mut connections = JoinSet::new();
         self.ready.set(true);
         tracing::info!(proxy = %self.proxy_addr, admin = %self.admin_addr, "payguard is serving");
 
@@ -111,6 +117,8 @@ impl Server {
         loop {
             let stream = tokio::select! {
                 () = &mut shutdown => break,
+                // Reap finished connections so the set holds only live ones.
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
                 accepted = self.proxy.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
@@ -138,7 +146,7 @@ impl Server {
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .into_owned();
             let connection = graceful.watch(connection);
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "client connection ended with an error");
                 }
@@ -156,11 +164,12 @@ impl Server {
         } else {
             tracing::info!("drained");
         }
-        // Abort the background tasks and wait for them to go: they hold the state, and with
-        // it the embedded store's file, which a restart in the same process must reopen.
-        admin_task.abort();
-        prune_task.abort();
+        // Close what is left and wait for every task to go: they hold the state, and with it
+        // the embedded store's file, which a restart in the same process must reopen.
+        connections.shutdown().await;
+        let _ = stop_admin.send(());
         let _ = admin_task.await;
+        prune_task.abort();
         let _ = prune_task.await;
         if let Some(task) = reload_task {
             task.abort();
@@ -199,16 +208,27 @@ async fn prune_periodically(state: LiveState, every: Duration) {
     }
 }
 
-async fn serve_admin(listener: TcpListener, state: LiveState, ready: Readiness) {
+async fn serve_admin(
+    listener: TcpListener,
+    state: LiveState,
+    ready: Readiness,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
     let builder = auto::Builder::new(TokioExecutor::new());
+    let mut connections = JoinSet::new();
+    tokio::pin!(stop);
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let stream = tokio::select! {
+            _ = &mut stop => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
         };
         let (state, ready) = (state.clone(), ready.clone());
         let service = hyper::service::service_fn(move |request| {
@@ -217,10 +237,11 @@ async fn serve_admin(listener: TcpListener, state: LiveState, ready: Readiness) 
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "admin connection ended with an error");
             }
         });
     }
+    connections.shutdown().await;
 }

@@ -158,7 +158,7 @@ async fn records_survive_a_restart_on_the_embedded_store() {
     assert_eq!(original.status, 200);
     first.begin_shutdown().await.unwrap().unwrap();
 
-    let second = restart_proxy_with(&config).await;
+    let second = start_proxy_with(&config).await;
     let url = second.url("/v1/payment_intents");
     let again = send(post(
         &url,

@@ -67,25 +67,6 @@ pub async fn start_proxy_with(config: &Config) -> Proxy {
     start(config, None).await
 }
 
-/// Starts payguard again on the same embedded store after a shutdown. The previous server's
-/// last connection tasks may still be letting go of the store file for a moment after `run`
-/// returned (a process restart has no such overlap), so opening is retried briefly.
-pub async fn restart_proxy_with(config: &Config) -> Proxy {
-    let started = std::time::Instant::now();
-    loop {
-        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        match Server::with_listeners(config, proxy, admin) {
-            Ok(server) => return launch(server),
-            Err(e) if started.elapsed() < std::time::Duration::from_secs(5) => {
-                assert!(e.to_string().contains("already open"), "{e:#}");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            Err(e) => panic!("the store was not released within 5 s: {e:#}"),
-        }
-    }
-}
-
 /// Starts payguard from a config file it then watches for reloads.
 pub async fn start_proxy_watching(path: &std::path::Path) -> Proxy {
     let config = Config::load(path).expect("test config is valid");
