@@ -49,6 +49,22 @@ fn generous_budget() -> TpsBudget {
     TpsBudget::new(Duration::from_secs(10), 1000, 10.0)
 }
 
+/// `run` with a `policy(max_attempts, deadline)` and a budget that never refuses.
+async fn run_plain(
+    max_attempts: u32,
+    deadline: Duration,
+    replay_safe: bool,
+    script: Vec<Result<Response<()>, AttemptError>>,
+) -> (Finished<()>, Seen) {
+    run(
+        &policy(max_attempts, deadline),
+        replay_safe,
+        &generous_budget(),
+        script,
+    )
+    .await
+}
+
 /// Runs the loop over a script of outcomes; an exhausted script answers 200.
 async fn run(
     policy: &RetryPolicy,
@@ -86,13 +102,7 @@ async fn run(
 #[tokio::test(start_paused = true)]
 async fn a_retry_loop_always_ends_at_max_attempts() {
     let always_500 = (0..100).map(|_| status(500, &[])).collect();
-    let (done, seen) = run(
-        &policy(4, Duration::from_secs(60)),
-        true,
-        &generous_budget(),
-        always_500,
-    )
-    .await;
+    let (done, seen) = run_plain(4, Duration::from_secs(60), true, always_500).await;
     assert_eq!(done.attempts, 4);
     assert_eq!(done.stop, Stop::AttemptsExhausted);
     assert_eq!(
@@ -112,13 +122,8 @@ async fn a_retry_loop_always_ends_at_max_attempts() {
 
 #[tokio::test(start_paused = true)]
 async fn a_400_is_never_retried() {
-    let (done, seen) = run(
-        &policy(5, Duration::from_secs(60)),
-        true,
-        &generous_budget(),
-        vec![status(400, &[])],
-    )
-    .await;
+    let script = vec![status(400, &[])];
+    let (done, seen) = run_plain(5, Duration::from_secs(60), true, script).await;
     assert_eq!((done.attempts, done.stop), (1, Stop::Final));
     assert!(seen.retries.borrow().is_empty());
 }
@@ -129,13 +134,7 @@ async fn a_429_with_retry_after_is_not_hammered() {
         status(429, &[("retry-after", "3")]),
         status(429, &[("retry-after", "3")]),
     ];
-    let (done, seen) = run(
-        &policy(5, Duration::from_secs(60)),
-        false,
-        &generous_budget(),
-        script,
-    )
-    .await;
+    let (done, seen) = run_plain(5, Duration::from_secs(60), false, script).await;
     assert_eq!(done.outcome.unwrap().status(), 200);
     assert_eq!(done.attempts, 3);
     let at = seen.attempts.borrow();
@@ -152,13 +151,7 @@ async fn a_429_with_retry_after_is_not_hammered() {
 async fn retry_after_beyond_the_deadline_returns_the_response_at_once() {
     let started = Instant::now();
     let script = vec![status(503, &[("retry-after", "120")])];
-    let (done, seen) = run(
-        &policy(5, Duration::from_secs(20)),
-        true,
-        &generous_budget(),
-        script,
-    )
-    .await;
+    let (done, seen) = run_plain(5, Duration::from_secs(20), true, script).await;
     assert_eq!((done.attempts, done.stop), (1, Stop::Deadline));
     assert_eq!(done.outcome.unwrap().status(), 503);
     assert_eq!(
@@ -176,7 +169,7 @@ async fn no_attempt_or_sleep_crosses_the_deadline() {
         .map(|_| Err(AttemptError::TimedOut(Duration::ZERO)))
         .collect();
     let deadline = Duration::from_millis(2500);
-    let (done, _) = run(&policy(10, deadline), true, &generous_budget(), script).await;
+    let (done, _) = run_plain(10, deadline, true, script).await;
     assert!(
         started.elapsed() <= deadline,
         "took {:?}",
@@ -189,25 +182,18 @@ async fn no_attempt_or_sleep_crosses_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn a_500_marked_should_retry_false_is_not_retried() {
     let script = vec![status(500, &[("stripe-should-retry", "false")])];
-    let (done, _) = run(
-        &policy(5, Duration::from_secs(60)),
-        true,
-        &generous_budget(),
-        script,
-    )
-    .await;
+    let (done, _) = run_plain(5, Duration::from_secs(60), true, script).await;
     assert_eq!((done.attempts, done.stop), (1, Stop::Final));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_post_without_a_key_is_retried_only_when_never_sent() {
-    let p = policy(5, Duration::from_secs(60));
     let lost = vec![Err(AttemptError::Lost("reset".into()))];
-    let (done, _) = run(&p, false, &generous_budget(), lost).await;
+    let (done, _) = run_plain(5, Duration::from_secs(60), false, lost).await;
     assert_eq!((done.attempts, done.stop), (1, Stop::Final));
 
     let refused = vec![Err(AttemptError::NotSent("refused".into()))];
-    let (done, _) = run(&p, false, &generous_budget(), refused).await;
+    let (done, _) = run_plain(5, Duration::from_secs(60), false, refused).await;
     assert_eq!(done.attempts, 2);
     assert_eq!(done.outcome.unwrap().status(), 200);
 }
@@ -230,13 +216,7 @@ async fn a_spent_budget_stops_retries() {
 #[tokio::test(start_paused = true)]
 async fn an_absurd_retry_after_ends_the_loop_instead_of_overflowing() {
     let script = vec![status(503, &[("retry-after", "18446744073709551615")])];
-    let (done, _) = run(
-        &policy(5, Duration::from_secs(20)),
-        true,
-        &generous_budget(),
-        script,
-    )
-    .await;
+    let (done, _) = run_plain(5, Duration::from_secs(20), true, script).await;
     assert_eq!((done.attempts, done.stop), (1, Stop::Deadline));
     assert_eq!(done.outcome.unwrap().status(), 503);
 }
@@ -247,13 +227,7 @@ async fn a_local_refusal_on_a_retry_returns_the_providers_last_answer() {
         Duration::from_secs(5),
     )));
     let script = vec![status(503, &[]), refused];
-    let (done, _) = run(
-        &policy(5, Duration::from_secs(60)),
-        true,
-        &generous_budget(),
-        script,
-    )
-    .await;
+    let (done, _) = run_plain(5, Duration::from_secs(60), true, script).await;
     assert_eq!(
         done.outcome.unwrap().status(),
         503,
@@ -269,13 +243,7 @@ async fn attempts_ending_on_a_429_after_a_lost_attempt_report_the_uncertainty() 
         status(429, &[]),
         status(429, &[]),
     ];
-    let (done, _) = run(
-        &policy(3, Duration::from_secs(60)),
-        true,
-        &generous_budget(),
-        script,
-    )
-    .await;
+    let (done, _) = run_plain(3, Duration::from_secs(60), true, script).await;
     assert_eq!(done.stop, Stop::AttemptsExhausted);
     assert!(
         matches!(done.outcome, Err(AttemptError::Lost(_))),
