@@ -32,6 +32,25 @@ fn row(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
+/// The record key of the `i`th request.
+fn key(i: usize) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    key
+}
+
+/// Claims `key` for `owner`, with a lease and times that never expire.
+async fn claim(store: &dyn Store, key: &[u8; 32], owner: u128) {
+    let request = ClaimRequest {
+        key,
+        fingerprint: &[1; 32],
+        owner,
+        lease_until: u64::MAX,
+        now: 0,
+    };
+    store.claim(request).await.expect("claim");
+}
+
 /// One request's store work when it claims a fresh key and completes it.
 async fn store_costs(name: &str, store: &dyn Store, n: usize) {
     let response = StoredResponse {
@@ -41,19 +60,10 @@ async fn store_costs(name: &str, store: &dyn Store, n: usize) {
     };
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&(i as u64).to_be_bytes());
         let started = Instant::now();
-        let claim = ClaimRequest {
-            key: &key,
-            fingerprint: &[1; 32],
-            owner: 1,
-            lease_until: u64::MAX,
-            now: 0,
-        };
-        store.claim(claim).await.expect("claim");
+        claim(store, &key(i), 1).await;
         store
-            .complete(&key, 1, response.clone(), u64::MAX)
+            .complete(&key(i), 1, response.clone(), u64::MAX)
             .await
             .expect("complete");
         samples.push(started.elapsed());
@@ -61,17 +71,8 @@ async fn store_costs(name: &str, store: &dyn Store, n: usize) {
     row(&format!("{name}: claim + complete (a new key)"), samples);
     let mut replays = Vec::with_capacity(n);
     for i in 0..n {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&(i as u64).to_be_bytes());
         let started = Instant::now();
-        let claim = ClaimRequest {
-            key: &key,
-            fingerprint: &[1; 32],
-            owner: 2,
-            lease_until: u64::MAX,
-            now: 0,
-        };
-        store.claim(claim).await.expect("replay");
+        claim(store, &key(i), 2).await;
         replays.push(started.elapsed());
     }
     row(

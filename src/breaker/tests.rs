@@ -21,6 +21,19 @@ fn call(b: &Breaker, outcome: Outcome) -> Option<State> {
     b.record(ticket.expect("admitted"), outcome, now)
 }
 
+/// Opens the breaker with five failures in a row (the spec's consecutive trip).
+fn trip(b: &Breaker) {
+    for _ in 0..5 {
+        call(b, Outcome::Failure);
+    }
+}
+
+/// Opens the breaker and waits out its break, so the next call is a probe.
+async fn open_until_half_open(b: &Breaker) {
+    trip(b);
+    tokio::time::advance(spec().break_duration).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn opens_on_failure_rate_only_with_enough_calls() {
     let b = Breaker::new(spec());
@@ -80,9 +93,7 @@ async fn old_failures_slide_out_of_the_window() {
 #[tokio::test(start_paused = true)]
 async fn open_refuses_with_the_time_left_then_half_opens() {
     let b = Breaker::new(spec());
-    for _ in 0..5 {
-        call(&b, Outcome::Failure);
-    }
+    trip(&b);
     tokio::time::advance(Duration::from_secs(10)).await;
     assert_eq!(
         b.admit(Instant::now()),
@@ -101,10 +112,7 @@ async fn open_refuses_with_the_time_left_then_half_opens() {
 #[tokio::test(start_paused = true)]
 async fn probes_that_succeed_close_it() {
     let b = Breaker::new(spec());
-    for _ in 0..5 {
-        call(&b, Outcome::Failure);
-    }
-    tokio::time::advance(Duration::from_secs(30)).await;
+    open_until_half_open(&b).await;
     let now = Instant::now();
     let (p1, _) = b.admit(now);
     let (p2, _) = b.admit(now);
@@ -120,10 +128,7 @@ async fn probes_that_succeed_close_it() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_reopens_it() {
     let b = Breaker::new(spec());
-    for _ in 0..5 {
-        call(&b, Outcome::Failure);
-    }
-    tokio::time::advance(Duration::from_secs(30)).await;
+    open_until_half_open(&b).await;
     let now = Instant::now();
     let (p1, _) = b.admit(now);
     assert_eq!(
@@ -139,10 +144,7 @@ async fn an_abandoned_probe_frees_its_place() {
         half_open_probes: 1,
         ..spec()
     });
-    for _ in 0..5 {
-        call(&b, Outcome::Failure);
-    }
-    tokio::time::advance(Duration::from_secs(30)).await;
+    open_until_half_open(&b).await;
     let now = Instant::now();
     let (probe, _) = b.admit(now);
     assert!(b.admit(now).0.is_err());
@@ -153,10 +155,7 @@ async fn an_abandoned_probe_frees_its_place() {
 #[tokio::test(start_paused = true)]
 async fn a_probe_from_an_earlier_round_does_not_count_in_the_next() {
     let b = Breaker::new(spec());
-    for _ in 0..5 {
-        call(&b, Outcome::Failure);
-    }
-    tokio::time::advance(Duration::from_secs(30)).await;
+    open_until_half_open(&b).await;
     let now = Instant::now();
     let (a, _) = b.admit(now);
     let (slow, _) = b.admit(now);
