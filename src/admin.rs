@@ -1,4 +1,4 @@
-//! The admin listener: health, readiness and metrics, kept apart from the proxy port so that
+//! The admin listener: health, readiness, metrics and the retry report (`/stats`), kept apart from the proxy port so that
 //! probes and scrapes never queue behind payment traffic and the app cannot reach them by
 //! accident through its Stripe base URL.
 //!
@@ -58,9 +58,20 @@ pub fn handle<B>(
             );
             response
         }
+        "/stats" => {
+            let report = crate::stats::Report::from_metrics(state.metrics());
+            // A report of plain numbers and strings always serialises.
+            let body = serde_json::to_string_pretty(&report).unwrap_or_default();
+            let mut response = text(StatusCode::OK, &body);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz, /readyz or /metrics\n",
+            "not found; try /healthz, /readyz, /metrics or /stats\n",
         ),
     }
 }
