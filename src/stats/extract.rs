@@ -70,6 +70,13 @@ impl Families {
             .sum()
     }
 
+    /// The value of the first gauge of `family` matching `filter`.
+    fn gauge(&self, family: &str, filter: &[(&str, &str)]) -> Option<f64> {
+        self.series(family, filter)
+            .map(|m| m.get_gauge().get_value())
+            .next()
+    }
+
     /// A counter family's values for one route, keyed by another label.
     fn by(&self, family: &str, route: &str, key: &str) -> Vec<(String, u64)> {
         self.series(family, &[("route", route)])
@@ -138,14 +145,11 @@ impl Families {
             .into_iter()
             .map(|name| {
                 let filter = [("limiter", name.as_str())];
-                let effective_rate = self
-                    .series("payguard_ratelimit_effective_rate", &filter)
-                    .map(|m| m.get_gauge().get_value())
-                    .next()
-                    .unwrap_or_default();
                 LimiterReport {
+                    effective_rate: self
+                        .gauge("payguard_ratelimit_effective_rate", &filter)
+                        .unwrap_or_default(),
                     rejected: self.sum("payguard_ratelimit_rejected_total", &filter),
-                    effective_rate,
                     name,
                 }
             })
@@ -157,10 +161,7 @@ impl Families {
             .into_iter()
             .map(|name| {
                 let filter = [("breaker", name.as_str())];
-                let state = self
-                    .series("payguard_breaker_state", &filter)
-                    .map(|m| m.get_gauge().get_value())
-                    .next();
+                let state = self.gauge("payguard_breaker_state", &filter);
                 let opened = [("breaker", name.as_str()), ("to", "open")];
                 BreakerReport {
                     state: match state {
