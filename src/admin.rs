@@ -1,4 +1,5 @@
-//! The admin listener: health, readiness, metrics and the retry report (`/stats`), kept apart from the proxy port so that
+//! The admin listener: health, readiness, metrics, the retry report (`/stats`) and the
+//! unresolved requests (`/unresolved`, see [`crate::resolver::admin`]), kept apart from the proxy port so that
 //! probes and scrapes never queue behind payment traffic and the app cannot reach them by
 //! accident through its Stripe base URL.
 //!
@@ -71,7 +72,7 @@ pub fn handle<B>(
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz, /readyz, /metrics or /stats\n",
+            "not found; try /healthz, /readyz, /metrics, /stats or /unresolved\n",
         ),
     }
 }
@@ -82,7 +83,11 @@ pub async fn serve<B>(
     state: LiveState,
     ready: Readiness,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(handle(&request, &state.load(), &ready))
+    let current = state.load_full();
+    if let Some(response) = crate::resolver::admin::handle(&request, &current).await {
+        return Ok(response);
+    }
+    Ok(handle(&request, &current, &ready))
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

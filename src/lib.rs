@@ -12,6 +12,8 @@
 //! - [`metrics`] and [`admin`] expose what happened on a separate admin listener, and
 //!   [`stats`] turns the metrics into the human retry report.
 //!
+//! [`resolver`] journals keyed POSTs and settles those left without a definitive answer.
+//!
 //! [`config`] loads and validates the TOML file everything above is built from. [`double`] is a
 //! faithful test double of the provider, used by the tests, the benchmarks and [`demo`].
 #![forbid(unsafe_code)]
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;
+pub mod resolver;
 pub mod retry;
 pub mod route;
 pub mod server;

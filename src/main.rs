@@ -35,6 +35,9 @@ enum Command {
     /// Print the retry report of a running sidecar: per route, attempts, success rate,
     /// retries, latency, top errors and idempotency replays, then its limiters and breakers.
     Stats(cli::stats::Args),
+    /// List the requests a running sidecar sent without a definitive answer (pending) and
+    /// those recently resolved or given up; `give-up <id>` stops re-sending one.
+    Unresolved(cli::unresolved::Args),
     /// Show what payguard does, with no account and no network: the same order workload sent
     /// straight to a flaky provider double and through payguard, compared side by side.
     Demo(cli::demo::Args),
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Stats(args) => cli::stats::run(args),
+        Command::Unresolved(args) => cli::unresolved::run(args),
         Command::Demo(args) => cli::demo::run(args),
         Command::Check { config } => match Config::load(&config) {
             Ok(_) => {

@@ -13,6 +13,10 @@
 //!    (and `Payguard-Idempotency-Key` when payguard chose the key), and count and log the
 //!    outcome: one line per request, never headers or bodies.
 //!
+//! Keyed POSTs are journaled around step 5 ([`crate::resolver`]): an entry is written before
+//! the first attempt and settled by the outcome, so a request left without a definitive
+//! answer is re-sent later by the resolver, through this same path ([`ProxyState::resend`]).
+//!
 //! Failures travel as [`ProxyError`] and become responses in exactly one place, at the end of
 //! [`ProxyState::handle`].
 
@@ -21,21 +25,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tower::retry::budget::TpsBudget;
 
-use crate::config::{Config, RouteSpec, StoreKind};
+use crate::config::{Config, ResolverSpec, RouteSpec, StoreKind};
 use crate::error::ProxyError;
 use crate::gate::Gates;
 use crate::headers;
 use crate::idempotency::{
-    Admission, Idempotency, Store, embedded::EmbeddedStore, memory::MemoryStore,
+    Admission, Idempotency, Store, after, embedded::EmbeddedStore, memory::MemoryStore,
 };
 use crate::inbound::{has_idempotency_key, is_idempotent, read_body, refuse_foreign_target};
 use crate::metrics::{Metrics, Origin};
+use crate::resolver::{self, Journal, JournalStore, Payload, Verdict};
 use crate::retry::{self, AttemptError, Jitter, ProviderErrorCode};
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
@@ -69,6 +74,9 @@ pub struct ProxyState {
     idempotency: Idempotency,
     gates: Arc<Gates>,
     max_body: usize,
+    /// Kept across reloads, like the store it shares a file with.
+    journal: Journal,
+    resolver: ResolverSpec,
 }
 
 /// How a request ended, before it becomes a response.
@@ -95,10 +103,20 @@ impl ProxyState {
         let names = config.routes.iter().map(|r| r.name.as_str());
         let metrics = Arc::new(Metrics::new(names.chain([crate::config::DEFAULT_ROUTE]))?);
         let spec = &config.idempotency;
-        let store: Arc<dyn Store> = match &spec.store {
-            StoreKind::Memory => Arc::new(MemoryStore::new(spec.max_records)),
-            StoreKind::Embedded(path) => Arc::new(EmbeddedStore::open(path, spec.max_records)?),
+        let max_entries = config.resolver.max_entries;
+        let (store, journal): (Arc<dyn Store>, Arc<dyn JournalStore>) = match &spec.store {
+            StoreKind::Memory => (
+                Arc::new(MemoryStore::new(spec.max_records)),
+                Arc::new(resolver::memory::MemoryJournal::new(max_entries)),
+            ),
+            StoreKind::Embedded(path) => {
+                let store = EmbeddedStore::open(path, spec.max_records)?;
+                let journal =
+                    resolver::embedded::EmbeddedJournal::new(store.database(), path, max_entries)?;
+                (Arc::new(store), Arc::new(journal))
+            }
         };
+        let sealer = resolver::seal::Sealer::new(config.resolver.encryption_key.as_ref());
         Ok(ProxyState {
             gates: Arc::new(Gates::new(config, &metrics.limits)),
             budget: Arc::new(budget(config)),
@@ -108,6 +126,8 @@ impl ProxyState {
             metrics,
             jitter: jitter(config),
             max_body: config.max_request_body,
+            journal: Journal::new(journal, sealer),
+            resolver: config.resolver.clone(),
         })
     }
 
@@ -149,7 +169,22 @@ impl ProxyState {
             metrics: self.metrics.clone(),
             jitter: jitter(config),
             max_body: config.max_request_body,
+            journal: self.journal.clone(),
+            resolver: config.resolver.clone(),
         })
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn resolver(&self) -> &ResolverSpec {
+        &self.resolver
+    }
+
+    /// The route a request to `method` and `path` falls under.
+    pub fn route(&self, method: &Method, path: &str) -> &RouteSpec {
+        self.routes.lookup(method, path)
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -211,12 +246,49 @@ impl ProxyState {
             Err(e) => return Forwarded::refused(e),
         };
         headers::for_upstream(&mut parts.headers);
+        self.dispatch(parts, body, route, true).await.0
+    }
+
+    /// Re-sends a journaled request through the whole request path (idempotency layer,
+    /// gates, retries), without journaling it again. Returns its verdict and attempts.
+    pub async fn resend(&self, method: Method, target: &str, payload: Payload) -> (Verdict, u32) {
+        let mut request = Request::new(());
+        *request.method_mut() = method;
+        match target.parse() {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(e) => return (Verdict::Unknown(format!("bad stored target: {e}")), 0),
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in payload.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(&value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        *request.headers_mut() = headers;
+        let (parts, ()) = request.into_parts();
+        let route = self.routes.lookup(&parts.method, parts.uri.path());
+        let (forwarded, verdict) = self
+            .dispatch(parts, Bytes::from(payload.body), route, false)
+            .await;
+        (verdict, forwarded.attempts)
+    }
+
+    /// Steps 4 to 6 for a buffered request; `journal` is false for the resolver's re-sends.
+    async fn dispatch(
+        &self,
+        mut parts: http::request::Parts,
+        body: Bytes,
+        route: &RouteSpec,
+        journal: bool,
+    ) -> (Forwarded, Verdict) {
         let uri = match self.upstream.uri_for(parts.uri.path_and_query()) {
             Ok(uri) => uri,
             Err(e) => {
-                return Forwarded::refused(ProxyError::BodyRead(format!(
-                    "bad request target: {e}"
-                )));
+                let e = ProxyError::BodyRead(format!("bad request target: {e}"));
+                return (Forwarded::refused(e), Verdict::NothingSent);
             }
         };
 
@@ -240,15 +312,26 @@ impl ProxyState {
             .await;
         let (guard, injected) = match admission {
             Admission::Forward { guard, injected } => (guard, injected),
-            Admission::Refuse(e) => return Forwarded::refused(e),
+            Admission::Refuse(e) => {
+                let verdict = Verdict::Unknown(e.to_string());
+                return (Forwarded::refused(e), verdict);
+            }
             Admission::Replay { response, injected } => {
-                return Forwarded {
+                let verdict = Verdict::Definitive(response.status().as_u16());
+                let forwarded = Forwarded {
                     result: Ok(response),
                     attempts: 0,
                     injected,
                     origin: Origin::Payguard,
                 };
+                return (forwarded, verdict);
             }
+        };
+        let ticket = match journal {
+            true => {
+                resolver::intake::open(&self.journal, &self.resolver, route, &parts, &body).await
+            }
+            false => None,
         };
 
         let replay_safe = is_idempotent(&parts.method) || has_idempotency_key(&parts.headers);
@@ -271,6 +354,17 @@ impl ProxyState {
             },
         )
         .await;
+        let verdict = resolver::judge(&finished.outcome, finished.attempts);
+        if let Some(ticket) = ticket {
+            let retry_at = after(self.journal.now_ms(), self.resolver.base_delay);
+            // The app's own retry may be what resolves an earlier unresolved request.
+            if ticket
+                .settle(verdict.clone(), finished.attempts, retry_at)
+                .await
+            {
+                resolver::task::count(self, &route.name, "resolved");
+            }
+        }
         let result = match (finished.outcome, guard) {
             (Ok(response), Some(guard)) => guard.finish(m, response, deadline).await,
             (Ok(response), None) => Ok(response),
@@ -278,12 +372,13 @@ impl ProxyState {
             // must reach the provider, which is the authority on what happened.
             (Err(e), _) => Err(ProxyError::from(e)),
         };
-        Forwarded {
+        let forwarded = Forwarded {
             result,
             attempts: finished.attempts,
             injected,
             origin: Origin::Upstream,
-        }
+        };
+        (forwarded, verdict)
     }
 
     /// One attempt through the gates: breakers admit it, limiters grant it a send time (both

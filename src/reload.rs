@@ -52,6 +52,14 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         "idempotency.prune_interval",
     );
     check(
+        running.resolver.encryption_key != new.resolver.encryption_key,
+        "resolver.encryption_key_file",
+    );
+    check(
+        running.resolver.max_entries != new.resolver.max_entries,
+        "resolver.max_entries",
+    );
+    check(
         running.reload_poll_interval != new.reload_poll_interval,
         "server.reload_poll_interval",
     );

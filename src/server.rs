@@ -95,6 +95,7 @@ impl Server {
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
         let prune_task = tokio::spawn(prune_periodically(self.state.clone(), self.prune_interval));
+        let resolver_task = tokio::spawn(crate::resolver::task::run(self.state.clone()));
         let reload_task = self.watch.map(|(path, config)| {
             // Installed before "serving" is logged: a SIGHUP must never find no handler.
             let hangups = reload::hangup_signals();
@@ -155,6 +156,10 @@ impl Server {
 
         self.ready.set(false);
         drop(self.proxy);
+        // No re-sends while draining: a re-send cut off now stays pending in the journal, and
+        // the next process picks it up.
+        resolver_task.abort();
+        let _ = resolver_task.await;
         tracing::info!(timeout = ?self.drain_timeout, "shutting down: draining in-flight requests");
         if tokio::time::timeout(self.drain_timeout, graceful.shutdown())
             .await

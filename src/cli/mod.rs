@@ -3,3 +3,4 @@
 
 pub mod demo;
 pub mod stats;
+pub mod unresolved;

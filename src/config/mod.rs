@@ -10,6 +10,7 @@ mod duration;
 mod idempotency;
 mod limits;
 mod location;
+mod resolver;
 mod retry;
 mod validate;
 
@@ -20,11 +21,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use idempotency::{IdempotencySpec, StoreKind, builtin_route_policy};
+pub use resolver::{EncryptionKey, ResolverSpec};
 pub use retry::{BudgetSpec, SDK_TIMEOUT, builtin_policy};
 pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec, UpstreamSpec};
 
 use idempotency::{RawIdempotency, RawRoutePolicy};
 use limits::{RawBreaker, RawRateLimit};
+use resolver::{RawResolver, RawRouteResolver};
 use retry::{RawBudget, RawRetry};
 
 /// A problem in a configuration file, located by key and line where that is known.
@@ -130,6 +133,8 @@ pub(crate) struct RawConfig {
     pub rate_limit: RawRateLimit,
     #[serde(default)]
     pub breaker: RawBreaker,
+    #[serde(default)]
+    pub resolver: RawResolver,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
 }
@@ -219,6 +224,8 @@ pub(crate) struct RawRoute {
     pub idempotency: RawRoutePolicy,
     pub rate_limit: Option<RawRateLimit>,
     pub breaker: Option<RawBreaker>,
+    #[serde(default)]
+    pub resolver: RawRouteResolver,
 }
 
 /// Defaults, in one place so the documented values in `config.toml` have a single source.

@@ -14,6 +14,7 @@ use rustls::pki_types::pem::PemObject;
 
 use super::idempotency::{self as idem, IdempotencySpec};
 use super::limits;
+use super::resolver::{self as resolver_config, ResolverSpec};
 use super::retry::{self, BudgetSpec};
 use super::{ConfigIssue, RawConfig, RawUpstream};
 use crate::breaker::BreakerSpec;
@@ -48,6 +49,8 @@ pub struct Config {
     /// The upstream-wide limiter and breaker; `None` when disabled.
     pub rate_limit: Option<LimitSpec>,
     pub breaker: Option<BreakerSpec>,
+    /// The resolver of unresolved requests, with every route's override.
+    pub resolver: ResolverSpec,
 }
 
 /// Where requests go and how connections to it behave.
@@ -128,6 +131,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
     let idempotency = idem::spec(&raw.idempotency, base_dir, &mut issue);
     let rate_limit = limits::limit(&raw.rate_limit, "rate_limit", &mut issue);
     let breaker = limits::breaker(&raw.breaker, "breaker", &mut issue);
+    let mut resolver = resolver_config::spec(&raw.resolver, base_dir, &mut issue);
     let default_idempotency = idem::route_policy(
         &idem::builtin_route_policy(),
         &raw.idempotency.route_defaults(),
@@ -181,6 +185,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             &mut issue,
         );
         let at = format!("route[{i}]");
+        resolver_config::route_override(&mut resolver, &r.name, &r.resolver);
         let route_limit = r
             .rate_limit
             .as_ref()
@@ -221,6 +226,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             default_idempotency,
             rate_limit,
             breaker,
+            resolver,
         }),
         _ => Err(issues),
     }

@@ -68,6 +68,11 @@ impl EmbeddedStore {
         })
     }
 
+    /// The open database, for other tables kept in the same file (the resolver's journal).
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
     /// Runs `f` on the blocking pool with the database.
     async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where

@@ -10,6 +10,7 @@
 
 pub mod idempotency;
 pub mod limits;
+pub mod resolver;
 pub mod retry;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use prometheus::{
 
 pub use idempotency::IdempotencyMetrics;
 pub use limits::LimitMetrics;
+pub use resolver::ResolverMetrics;
 pub use retry::{RetryMetrics, RouteObserver};
 
 /// Who produced the response the app received.
@@ -93,6 +95,7 @@ pub struct Metrics {
     pub retry: RetryMetrics,
     pub idempotency: IdempotencyMetrics,
     pub limits: LimitMetrics,
+    pub resolver: ResolverMetrics,
     /// Config reloads by result: `applied` or `invalid`.
     pub reloads: IntCounterVec,
     /// 1 while a reloaded config changed settings that only a restart applies.
@@ -132,12 +135,14 @@ impl Metrics {
         registry.register(Box::new(build))?;
         let retry = RetryMetrics::new(&registry)?;
         let idempotency = IdempotencyMetrics::new(&registry)?;
+        let resolver = ResolverMetrics::new(&registry)?;
         // Zeroed series for every route, so dashboards and alerts see configured routes (and
         // rare events such as refusals) before they first happen.
         for name in routes {
             duration.with_label_values(&[name]);
             retry.preregister(name);
             idempotency.preregister(name);
+            resolver.preregister(name);
         }
         let reloads = counter(
             &registry,
@@ -158,6 +163,7 @@ impl Metrics {
             restart_required,
             retry,
             idempotency,
+            resolver,
             limits: LimitMetrics::new(&registry)?,
             registry,
             requests,

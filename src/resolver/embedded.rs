@@ -1,0 +1,125 @@
+//! The embedded journal: a `journal` table in the idempotency store's redb file, so one file
+//! on one volume holds everything payguard must remember across a crash.
+//!
+//! Durability follows from what a crash may lose, as in the idempotency store:
+//!
+//! - the open entry must be on disk before the first attempt leaves, or a crash mid-request
+//!   would leave nothing to resolve: fsync'd (`Durability::Immediate`);
+//! - a delete, a settle or a resolver update need not be: lost in a crash, the entry comes
+//!   back open or pending, and the resolver's next re-send is deduplicated by the provider
+//!   under the same key. They commit without fsync and reach the disk with the next durable
+//!   commit. An operator's give-up is made durable by its caller.
+//!
+//! The file holds payloads (API keys and bodies, sealed when a key is configured), so it is
+//! made readable by its owner only.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use super::journal::{Change, JournalError, JournalFuture, JournalStore, Write};
+use super::{Entry, Id};
+
+const JOURNAL: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("journal");
+
+pub struct EmbeddedJournal {
+    db: Arc<Database>,
+    max_entries: usize,
+}
+
+fn backend(e: impl std::fmt::Display) -> JournalError {
+    JournalError::Backend(e.to_string())
+}
+
+fn decode(bytes: &[u8]) -> Result<Entry, JournalError> {
+    postcard::from_bytes(bytes).map_err(|e| backend(format!("decoding an entry: {e}")))
+}
+
+impl EmbeddedJournal {
+    /// Uses the database already open at `path` (the idempotency store's).
+    pub fn new(db: Arc<Database>, path: &Path, max_entries: usize) -> Result<Self, JournalError> {
+        restrict(path)?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(JOURNAL).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(EmbeddedJournal { db, max_entries })
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, JournalError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| backend(format!("journal task failed: {e}")))?
+    }
+}
+
+/// Owner read/write only: the file may hold API keys.
+fn restrict(path: &Path) -> Result<(), JournalError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| backend(format!("making {} private: {e}", path.display())))
+}
+
+impl JournalStore for EmbeddedJournal {
+    fn update(&self, id: Id, durable: bool, change: Change) -> JournalFuture<'_, Option<Entry>> {
+        let max = self.max_entries;
+        Box::pin(self.blocking(move |db| {
+            let mut txn = db.begin_write().map_err(backend)?;
+            let durability = match durable {
+                true => Durability::Immediate,
+                false => Durability::None,
+            };
+            txn.set_durability(durability).map_err(backend)?;
+            let after = {
+                let mut table = txn.open_table(JOURNAL).map_err(backend)?;
+                let existing = table
+                    .get(&id)
+                    .map_err(backend)?
+                    .map(|v| decode(v.value()))
+                    .transpose()?;
+                let is_new = existing.is_none();
+                match change(existing.clone()) {
+                    Write::Keep => return Ok(existing),
+                    Write::Delete => {
+                        table.remove(&id).map_err(backend)?;
+                        None
+                    }
+                    Write::Put(entry) => {
+                        if is_new && table.len().map_err(backend)? as usize >= max {
+                            return Err(JournalError::Full(max));
+                        }
+                        let bytes = postcard::to_stdvec(&entry)
+                            .map_err(|e| backend(format!("encoding an entry: {e}")))?;
+                        table.insert(&id, bytes.as_slice()).map_err(backend)?;
+                        Some(*entry)
+                    }
+                }
+            };
+            txn.commit().map_err(backend)?;
+            Ok(after)
+        }))
+    }
+
+    fn list(&self) -> JournalFuture<'_, Vec<(Id, Entry)>> {
+        Box::pin(self.blocking(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(JOURNAL).map_err(backend)?;
+            let mut all = Vec::new();
+            for row in table.iter().map_err(backend)? {
+                let (id, value) = row.map_err(backend)?;
+                // An entry written by an incompatible version is skipped, not fatal.
+                if let Ok(entry) = decode(value.value()) {
+                    all.push((*id.value(), entry));
+                }
+            }
+            Ok(all)
+        }))
+    }
+}

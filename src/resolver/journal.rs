@@ -1,0 +1,251 @@
+//! The journal: the storage trait every backend implements, and the lifecycle operations
+//! built on it, shared by the request path ([`Ticket`]) and the resolver.
+//!
+//! A backend offers two operations: an atomic read-modify-write of one entry and a listing.
+//! The change is a plain function of the current entry, so a backend without transactions
+//! (Redis with WATCH/MULTI, say) can run it again on a conflict; it must therefore be `Fn`.
+//! Backends: [`super::memory`] and [`super::embedded`] (a table in the idempotency store's
+//! redb file).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::seal::Sealer;
+use super::{Entry, Id, Payload, State, Verdict};
+use crate::idempotency::{Clock, after};
+
+pub type JournalFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, JournalError>> + Send + 'a>>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    #[error("the journal is full ({0} entries)")]
+    Full(usize),
+    #[error("journal failure: {0}")]
+    Backend(String),
+    #[error("a journal payload could not be opened: {0}")]
+    Unreadable(String),
+}
+
+/// What a change does to the entry it looked at.
+pub enum Write {
+    Keep,
+    Put(Box<Entry>),
+    Delete,
+}
+
+/// A change to one entry, given its current value.
+pub type Change = Box<dyn Fn(Option<Entry>) -> Write + Send + Sync>;
+
+/// Storage for journal entries.
+pub trait JournalStore: Send + Sync {
+    /// Applies `change` to the entry under `id` atomically and returns the entry as it is
+    /// afterwards. `durable` writes are on disk before this returns; others may be lost in a
+    /// crash (see the embedded backend for which is which). A new entry beyond the bound
+    /// fails with [`JournalError::Full`].
+    fn update(&self, id: Id, durable: bool, change: Change) -> JournalFuture<'_, Option<Entry>>;
+    /// Every entry, in no particular order.
+    fn list(&self) -> JournalFuture<'_, Vec<(Id, Entry)>>;
+}
+
+/// The journal as the rest of payguard uses it.
+#[derive(Clone)]
+pub struct Journal {
+    store: Arc<dyn JournalStore>,
+    sealer: Arc<Sealer>,
+    clock: Clock,
+}
+
+/// A new entry's facts, before it is written.
+pub struct Opening {
+    pub entry: Entry,
+    /// `None` when the route does not re-send: nothing needs keeping.
+    pub payload: Option<Payload>,
+    /// How long the request may run before its process is presumed dead.
+    pub lease: Duration,
+}
+
+impl Journal {
+    pub fn new(store: Arc<dyn JournalStore>, sealer: Sealer) -> Journal {
+        Journal {
+            store,
+            sealer: Arc::new(sealer),
+            clock: Clock::new(),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn store(&self) -> &Arc<dyn JournalStore> {
+        &self.store
+    }
+
+    /// Writes the open entry durably, before the first attempt. An app's retry of an
+    /// unresolved request reopens its entry, keeping its history.
+    pub async fn open(&self, id: Id, opening: Opening) -> Result<Ticket, JournalError> {
+        let now = self.now_ms();
+        let payload = match &opening.payload {
+            Some(p) => Some(self.sealer.seal(&id, p)?),
+            None => None,
+        };
+        let mut fresh = opening.entry;
+        fresh.state = State::Open {
+            lease_until: after(now, opening.lease),
+        };
+        fresh.sealed = payload.is_some() && self.sealer.seals();
+        fresh.payload = payload;
+        fresh.created_ms = now;
+        fresh.updated_ms = now;
+        let change: Change = Box::new(move |existing| {
+            let mut entry = fresh.clone();
+            if let Some(old) = existing.filter(|e| !e.state.finished()) {
+                entry.created_ms = old.created_ms;
+                entry.attempts = old.attempts;
+                entry.rounds = old.rounds;
+                entry.was_pending = true;
+            }
+            Write::Put(Box::new(entry))
+        });
+        self.store.update(id, true, change).await?;
+        Ok(Ticket {
+            journal: self.clone(),
+            id,
+            done: false,
+        })
+    }
+
+    /// Applies a request's verdict to its entry: a definitive answer deletes it (or resolves
+    /// it, when it had been unresolved before), an unknown one leaves it pending.
+    pub async fn settle(
+        &self,
+        id: Id,
+        verdict: Verdict,
+        attempts: u32,
+        retry_at: u64,
+    ) -> Result<Option<Entry>, JournalError> {
+        let now = self.now_ms();
+        let change: Change = Box::new(move |existing| {
+            let Some(mut entry) = existing else {
+                return Write::Keep;
+            };
+            if entry.state.finished() {
+                return Write::Keep;
+            }
+            entry.attempts += attempts;
+            entry.updated_ms = now;
+            match &verdict {
+                Verdict::Definitive(_) | Verdict::NothingSent if !entry.was_pending => {
+                    Write::Delete
+                }
+                Verdict::Definitive(status) => {
+                    entry.finish(State::Resolved { status: *status }, now);
+                    Write::Put(Box::new(entry))
+                }
+                Verdict::NothingSent => {
+                    // This request reached nothing, but an earlier one may have: still pending.
+                    entry.state = State::Pending { next_at: retry_at };
+                    Write::Put(Box::new(entry))
+                }
+                Verdict::Unknown(error) => {
+                    entry.last_error = Some(error.clone());
+                    entry.state = State::Pending { next_at: retry_at };
+                    entry.was_pending = true;
+                    Write::Put(Box::new(entry))
+                }
+            }
+        });
+        self.store.update(id, false, change).await
+    }
+
+    /// Changes an entry with `f`, if it exists; returns it afterwards.
+    pub async fn modify(
+        &self,
+        id: Id,
+        durable: bool,
+        f: impl Fn(&mut Entry) -> bool + Send + Sync + 'static,
+    ) -> Result<Option<Entry>, JournalError> {
+        let change: Change = Box::new(move |existing| {
+            let Some(mut entry) = existing else {
+                return Write::Keep;
+            };
+            match f(&mut entry) {
+                true => Write::Put(Box::new(entry)),
+                false => Write::Keep,
+            }
+        });
+        self.store.update(id, durable, change).await
+    }
+
+    /// Removes an entry whatever its state.
+    pub async fn remove(&self, id: Id) -> Result<(), JournalError> {
+        self.store
+            .update(id, false, Box::new(|_| Write::Delete))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn list(&self) -> Result<Vec<(Id, Entry)>, JournalError> {
+        self.store.list().await
+    }
+
+    /// The payload of an entry, opened.
+    pub fn payload(&self, id: &Id, entry: &Entry) -> Result<Option<Payload>, JournalError> {
+        match &entry.payload {
+            None => Ok(None),
+            Some(bytes) => self.sealer.open(id, bytes, entry.sealed).map(Some),
+        }
+    }
+}
+
+/// An open entry held by the request it describes. Settle it with the request's verdict;
+/// dropping it unsettled (the app hung up, payguard stopped) marks it pending, since the
+/// request may have been sent.
+pub struct Ticket {
+    journal: Journal,
+    id: Id,
+    done: bool,
+}
+
+impl Ticket {
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// Settles the entry; returns whether this answer resolved an earlier unresolved request.
+    pub async fn settle(mut self, verdict: Verdict, attempts: u32, retry_at: u64) -> bool {
+        self.done = true;
+        match self
+            .journal
+            .settle(self.id, verdict, attempts, retry_at)
+            .await
+        {
+            Ok(after) => after.is_some_and(|e| matches!(e.state, State::Resolved { .. })),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not update the unresolved-requests journal");
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let (journal, id) = (self.journal.clone(), self.id);
+        let verdict =
+            Verdict::Unknown("abandoned mid-request (app hung up or payguard stopped)".into());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let now = journal.now_ms();
+                if let Err(e) = journal.settle(id, verdict, 0, now).await {
+                    tracing::warn!(error = %e, "could not mark an abandoned request unresolved");
+                }
+            });
+        }
+    }
+}

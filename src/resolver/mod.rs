@@ -1,0 +1,214 @@
+//! Requests in limbo: what payguard does about requests that ended without a definitive answer.
+//!
+//! A POST that was sent (or may have been) and got no definitive answer (every attempt lost
+//! or timed out, a 5xx, the deadline, payguard stopping or crashing mid-request) may or may
+//! not have charged the customer. The provider knows; the app does not. payguard keeps a
+//! durable [`journal`] of such requests, beside the idempotency records:
+//!
+//! 1. before the first attempt of a keyed POST, an **open** entry is written durably: scope,
+//!    key, route, method, path, a body fingerprint, and the payload needed to re-send (headers
+//!    and body, sealed with AES-256-GCM when a key is configured, see [`seal`]);
+//! 2. a definitive answer deletes it at once: the common case leaves nothing behind;
+//! 3. a request that ends unresolved marks it **pending**; an open entry whose lease ran out
+//!    (its process died) counts as pending too;
+//! 4. the background [`task`] re-sends each due pending entry through the normal request path
+//!    (limiter, breaker, retries, idempotency layer), under the same key and scope, until the
+//!    provider answers definitively (**resolved**: the answer is stored, so the app's next
+//!    retry with the key is replayed without a provider call), the key window nears its end
+//!    or an operator gives up (**gave up**). Finished entries drop their payload at once and
+//!    stay listed as a summary for `keep_finished`.
+//!
+//! The decision rules are plain functions here ([`judge`], [`Entry::due`]), so they are
+//! tested without sockets, as the idempotency store's are.
+
+pub mod admin;
+pub mod embedded;
+pub mod intake;
+pub mod journal;
+pub mod memory;
+pub mod report;
+pub mod seal;
+pub mod task;
+
+use http::Response;
+use serde::{Deserialize, Serialize};
+
+pub use journal::{Journal, JournalError, JournalStore, Ticket};
+
+use crate::idempotency::fingerprint::Digest;
+use crate::retry::{AttemptError, Verdict as RetryVerdict, classify};
+
+/// An entry's name: the idempotency record key of its scope and key, so a request and every
+/// retry of it (by the app or the resolver) share one entry.
+pub type Id = Digest;
+
+/// The short form of an id that operators see and type: its first 8 bytes in hex.
+pub fn short_id(id: &Id) -> String {
+    id[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One request that needs, or recently needed, resolving. Never holds the API key or body in
+/// clear outside `payload`, which is sealed when a key is configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub route: String,
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    /// The idempotency key (the app's, or the one payguard injected).
+    pub key: String,
+    /// Hash of method, target and body: what the key stands for.
+    pub fingerprint: Digest,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// Upstream attempts so far, the app's request and every re-send together.
+    pub attempts: u32,
+    /// Resolver rounds so far.
+    pub rounds: u32,
+    pub last_error: Option<String>,
+    pub state: State,
+    /// Whether the resolver re-sends it (`[route.resolver] enabled`); else it is only reported.
+    pub resend: bool,
+    /// True once the entry has been unresolved: a later definitive answer then resolves it
+    /// (and is listed) instead of deleting it silently.
+    pub was_pending: bool,
+    /// The encoded [`Payload`], sealed when `sealed`; dropped when the entry finishes.
+    pub payload: Option<Vec<u8>>,
+    pub sealed: bool,
+}
+
+/// Where an entry stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum State {
+    /// A request is being handled; after `lease_until` its process is presumed dead.
+    Open { lease_until: u64 },
+    /// Unresolved; due for a re-send at `next_at`.
+    Pending { next_at: u64 },
+    /// The provider answered definitively with this status.
+    Resolved { status: u16 },
+    /// Nobody will try again.
+    GaveUp { reason: GiveUp },
+}
+
+/// Why the resolver stopped without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GiveUp {
+    /// A re-send could no longer finish before the provider forgets the key.
+    KeyWindow,
+    /// An operator gave up (`payguard unresolved give-up`).
+    Operator,
+    /// The payload cannot be opened (the encryption key changed).
+    Unreadable,
+}
+
+impl GiveUp {
+    pub fn label(self) -> &'static str {
+        match self {
+            GiveUp::KeyWindow => "key_window",
+            GiveUp::Operator => "operator",
+            GiveUp::Unreadable => "payload_unreadable",
+        }
+    }
+}
+
+/// The outcomes counted by `payguard_unresolved_resolutions_total`.
+pub const OUTCOMES: [&str; 4] = [
+    "resolved",
+    "gave_up_key_window",
+    "gave_up_operator",
+    "gave_up_payload_unreadable",
+];
+
+impl State {
+    /// `pending`, `in_flight`, `resolved` or `gave_up`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            State::Open { .. } => "in_flight",
+            State::Pending { .. } => "pending",
+            State::Resolved { .. } => "resolved",
+            State::GaveUp { .. } => "gave_up",
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        matches!(self, State::Resolved { .. } | State::GaveUp { .. })
+    }
+}
+
+impl Entry {
+    /// Whether the entry is unresolved at `now`: pending, or open past its lease (the process
+    /// handling it died).
+    pub fn unresolved(&self, now: u64) -> bool {
+        match self.state {
+            State::Pending { .. } => true,
+            State::Open { lease_until } => lease_until <= now,
+            _ => false,
+        }
+    }
+
+    /// Whether the resolver should act on it at `now`.
+    pub fn due(&self, now: u64) -> bool {
+        match self.state {
+            State::Pending { next_at } => next_at <= now,
+            State::Open { lease_until } => lease_until <= now,
+            _ => false,
+        }
+    }
+
+    /// Ends the entry: the payload (API key, body) goes at once; the summary stays.
+    pub fn finish(&mut self, state: State, now: u64) {
+        self.state = state;
+        self.payload = None;
+        self.updated_ms = now;
+    }
+}
+
+/// What a re-send needs: the headers as forwarded (credentials and key included) and the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload {
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// How a request ended, as the journal sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The provider answered and that answer is final: the request is settled.
+    Definitive(u16),
+    /// Nothing reached the provider (or it said it executed nothing): no limbo.
+    NothingSent,
+    /// Sent, or maybe sent, without a definitive answer.
+    Unknown(String),
+}
+
+/// Judges the outcome of the attempt loop. `attempts` is how many attempts were made.
+///
+/// A response is definitive unless the retry policy would try it again (a 5xx, a 409
+/// `idempotency_key_in_use`, `Stripe-Should-Retry: true`), with one exception: a 429 says
+/// the provider executed nothing. `NotSent` and local refusals are only "nothing sent" when
+/// no earlier attempt was made: an earlier attempt may have been lost after sending.
+pub fn judge<B>(outcome: &Result<Response<B>, AttemptError>, attempts: u32) -> Verdict {
+    match outcome {
+        Ok(r) if r.status().as_u16() == 429 => Verdict::NothingSent,
+        Ok(r) => match classify(outcome, true) {
+            RetryVerdict::Final => Verdict::Definitive(r.status().as_u16()),
+            RetryVerdict::Retry { .. } => {
+                Verdict::Unknown(format!("the provider answered {}", r.status().as_u16()))
+            }
+        },
+        Err(AttemptError::NotSent(_) | AttemptError::Refused(_)) if attempts <= 1 => {
+            Verdict::NothingSent
+        }
+        Err(e @ AttemptError::NotSent(_)) => {
+            Verdict::Unknown(format!("{e:?} after an earlier attempt"))
+        }
+        Err(AttemptError::Refused(r)) => Verdict::Unknown(format!(
+            "held back locally ({r:?}) after an earlier attempt"
+        )),
+        Err(AttemptError::Lost(e)) => Verdict::Unknown(format!("connection lost: {e}")),
+        Err(AttemptError::TimedOut(t)) => Verdict::Unknown(format!("no response within {t:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! The background resolver: every `interval`, each due entry is re-sent once through the
+//! normal request path, and the gauges are refreshed.
+//!
+//! Entries are handled one after another, never in parallel: a resolver exists to settle
+//! doubt, not to add load on a provider that just failed, and every re-send still queues
+//! behind the limiter and passes the breaker like any request. Between rounds an entry waits
+//! `base_delay`, doubled each round up to `max_delay`. It stops at a definitive answer, when a
+//! re-send could no longer end within the key window (the provider would then treat it as a
+//! new request and might execute it twice), or when an operator gives up.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::Method;
+
+use super::{Entry, GiveUp, Id, State, Verdict};
+use crate::idempotency::after;
+use crate::proxy::ProxyState;
+use crate::reload::LiveState;
+
+/// Runs rounds until aborted, with the state in force at each round (reloads apply).
+pub async fn run(state: LiveState) {
+    loop {
+        let current = state.load_full();
+        let interval = current.resolver().interval;
+        round(&current).await;
+        drop(current);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// One pass over the journal.
+pub async fn round(proxy: &ProxyState) {
+    let journal = proxy.journal();
+    let entries = match journal.list().await {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::warn!(error = %e, "resolver: cannot read the journal");
+            return;
+        }
+    };
+    let keep = proxy.resolver().keep_finished;
+    for (id, entry) in entries {
+        let now = journal.now_ms();
+        if entry.state.finished() {
+            if after(entry.updated_ms, keep) <= now {
+                let _ = journal.remove(id).await;
+            }
+        } else if entry.due(now) {
+            step(proxy, id, entry, now).await;
+        }
+    }
+    refresh(proxy).await;
+}
+
+/// Acts on one due entry.
+async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
+    let (journal, spec) = (proxy.journal(), proxy.resolver());
+    let Ok(method) = Method::from_bytes(entry.method.as_bytes()) else {
+        return;
+    };
+    let path = entry.target.split('?').next().unwrap_or("/");
+    let deadline = proxy.route(&method, path).retry.deadline;
+    if after(now, deadline) >= after(entry.created_ms, spec.key_window) {
+        return give_up(proxy, id, &entry, GiveUp::KeyWindow).await;
+    }
+    if let State::Open { .. } = entry.state {
+        // Its process died mid-request: from now on it is plainly pending.
+        let _ = journal
+            .modify(id, false, move |e| {
+                let open = matches!(e.state, State::Open { lease_until } if lease_until <= now);
+                if open {
+                    e.state = State::Pending { next_at: now };
+                    e.was_pending = true;
+                    e.last_error = Some("in flight when its payguard process stopped".into());
+                    e.updated_ms = now;
+                }
+                open
+            })
+            .await;
+    }
+    if !entry.resend {
+        return; // Record-only route: listed until an operator gives up or the window ends.
+    }
+    let payload = match journal.payload(&id, &entry) {
+        Ok(Some(payload)) => payload,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(route = entry.route, error = %e, "resolver: cannot open a payload");
+            return give_up(proxy, id, &entry, GiveUp::Unreadable).await;
+        }
+    };
+    let (verdict, attempts) = proxy.resend(method, &entry.target, payload).await;
+    let now = journal.now_ms();
+    let rounds = entry.rounds + 1;
+    let next_at = after(now, backoff(spec.base_delay, spec.max_delay, rounds));
+    let resolved = matches!(verdict, Verdict::Definitive(_));
+    tracing::info!(
+        route = entry.route,
+        key = entry.key,
+        rounds,
+        resolved,
+        "resolver: re-sent an unresolved request"
+    );
+    let updated = journal
+        .modify(id, false, move |e| {
+            if e.state.finished() {
+                return false;
+            }
+            e.rounds = rounds;
+            e.attempts += attempts;
+            e.updated_ms = now;
+            match &verdict {
+                Verdict::Definitive(status) => e.finish(State::Resolved { status: *status }, now),
+                Verdict::NothingSent => e.state = State::Pending { next_at },
+                Verdict::Unknown(error) => {
+                    e.state = State::Pending { next_at };
+                    e.last_error = Some(error.clone());
+                }
+            }
+            true
+        })
+        .await;
+    if resolved && matches!(updated, Ok(Some(_))) {
+        count(proxy, &entry.route, "resolved");
+    }
+}
+
+/// The wait after `rounds` re-sends: `base` doubled per round, at most `max`.
+pub fn backoff(base: Duration, max: Duration, rounds: u32) -> Duration {
+    let factor = 2u32.saturating_pow(rounds.saturating_sub(1).min(31));
+    base.saturating_mul(factor).min(max)
+}
+
+async fn give_up(proxy: &ProxyState, id: Id, entry: &Entry, reason: GiveUp) {
+    let now = proxy.journal().now_ms();
+    let done = proxy
+        .journal()
+        .modify(id, false, move |e| {
+            let live = !e.state.finished();
+            if live {
+                e.finish(State::GaveUp { reason }, now);
+            }
+            live
+        })
+        .await;
+    if matches!(done, Ok(Some(_))) {
+        tracing::warn!(
+            route = entry.route,
+            key = entry.key,
+            reason = reason.label(),
+            "resolver: gave up on an unresolved request"
+        );
+        count(proxy, &entry.route, &format!("gave_up_{}", reason.label()));
+    }
+}
+
+pub fn count(proxy: &ProxyState, route: &str, outcome: &str) {
+    proxy
+        .metrics()
+        .resolver
+        .resolutions
+        .with_label_values(&[route, outcome])
+        .inc();
+}
+
+/// Sets the unresolved gauges from the journal.
+pub async fn refresh(proxy: &ProxyState) {
+    let Ok(entries) = proxy.journal().list().await else {
+        return;
+    };
+    let now = proxy.journal().now_ms();
+    let mut counts = BTreeMap::new();
+    let mut oldest = 0;
+    for (_, e) in entries.iter().filter(|(_, e)| e.unresolved(now)) {
+        *counts.entry(e.route.clone()).or_insert(0) += 1;
+        oldest = oldest.max(now.saturating_sub(e.created_ms) / 1000);
+    }
+    let oldest = i64::try_from(oldest).unwrap_or(i64::MAX);
+    proxy.metrics().resolver.set(&counts, oldest);
+}
