@@ -12,7 +12,7 @@ use crate::idempotency::fingerprint;
 
 /// An open entry outlives its request's deadline by this much before it counts as abandoned
 /// by a dead process.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Journals a keyed POST before its first attempt. A journal failure is logged and the
 /// request goes on: the provider still deduplicates it, only the resolver will not know.

@@ -1,0 +1,54 @@
+//! Helpers for the resolver's tests: keyed payment POSTs and waiting on `/unresolved`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+
+/// Fast resolver rounds, deterministic jitter and quick retries, for every resolver test.
+pub const FAST: &str = "[resolver]\ninterval = \"20ms\"\nbase_delay = \"50ms\"\nmax_delay = \"200ms\"\n\
+     [retry]\nmax_attempts = 2\nbase_delay = \"5ms\"\nmax_delay = \"10ms\"\njitter_seed = 1\n\
+     attempt_timeout = \"1s\"\ndeadline = \"2s\"\n";
+
+/// A payment intent POST with an API key and an idempotency key, as an SDK sends it.
+pub fn payment(url: &str, key: &str, form: &str) -> Request<Full<Bytes>> {
+    Request::post(url)
+        .header("authorization", "Bearer sk_test_resolver")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("idempotency-key", key)
+        .body(Full::new(Bytes::from(form.to_owned())))
+        .unwrap()
+}
+
+/// The `/unresolved` rows of the admin listener at `admin` (host:port).
+pub async fn rows(admin: &str) -> Vec<serde_json::Value> {
+    let reply = super::get(&format!("http://{admin}/unresolved")).await;
+    assert_eq!(reply.status, 200);
+    reply.json()["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The row for idempotency key `key`, once it is in `state`; panics after 15 s.
+pub async fn wait_for(admin: &str, key: &str, state: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let rows = rows(admin).await;
+        let row = rows.into_iter().find(|r| r["key"] == key);
+        match row {
+            Some(row) if row["state"] == state => return row,
+            other if started.elapsed() > Duration::from_secs(15) => {
+                panic!("{key} never became {state}: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// The value of one metric series in a Prometheus text exposition.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
