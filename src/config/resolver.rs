@@ -192,6 +192,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn routes_may_turn_resending_off() {
+        let text = "[upstream]\nurl = \"http://127.0.0.1:1\"\n[resolver]\nkey_window = \"2h\"\n\
+                    [[route]]\nname = \"refunds\"\nmatch = \"POST /v1/refunds\"\n\
+                    [route.resolver]\nenabled = false\n";
+        let config = crate::config::Config::parse(text, "test", None).unwrap();
+        let spec = &config.resolver;
+        assert!(!spec.resends("refunds") && spec.resends("default"));
+        assert_eq!(spec.key_window, Duration::from_secs(7200));
+        assert_eq!(spec.base_delay, Duration::from_secs(30));
+        let bad = text.replace("enabled = false", "enabled = false\nresend = 1");
+        let err = crate::config::Config::parse(&bad, "test", None).unwrap_err();
+        assert!(err.to_string().contains("route[0].resolver.resend"), "{err}");
+    }
+
+    #[test]
     fn key_files_need_64_hex_digits() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
