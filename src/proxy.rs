@@ -15,7 +15,7 @@
 //!
 //! Keyed POSTs are journaled around step 5 ([`crate::resolver`]): an entry is written before
 //! the first attempt and settled by the outcome, so a request left without a definitive
-//! answer is re-sent later by the resolver, through this same path ([`ProxyState::resend`]).
+//! answer is re-sent later by the resolver, through this same path ([`resolver::intake::resend`]).
 //!
 //! Failures travel as [`ProxyError`] and become responses in exactly one place, at the end of
 //! [`ProxyState::handle`].
@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -40,7 +40,7 @@ use crate::idempotency::{
 };
 use crate::inbound::{has_idempotency_key, is_idempotent, read_body, refuse_foreign_target};
 use crate::metrics::{Metrics, Origin};
-use crate::resolver::{self, Journal, JournalStore, Payload, Verdict};
+use crate::resolver::{self, Journal, JournalStore, Verdict};
 use crate::retry::{self, AttemptError, Jitter, ProviderErrorCode};
 use crate::route::RouteTable;
 use crate::upstream::Upstream;
@@ -80,9 +80,9 @@ pub struct ProxyState {
 }
 
 /// How a request ended, before it becomes a response.
-struct Forwarded {
+pub(crate) struct Forwarded {
     result: Result<Response<ProxyBody>, ProxyError>,
-    attempts: u32,
+    pub(crate) attempts: u32,
     injected: Option<HeaderValue>,
     origin: Origin,
 }
@@ -249,35 +249,8 @@ impl ProxyState {
         self.dispatch(parts, body, route, true).await.0
     }
 
-    /// Re-sends a journaled request through the whole request path (idempotency layer,
-    /// gates, retries), without journaling it again. Returns its verdict and attempts.
-    pub async fn resend(&self, method: Method, target: &str, payload: Payload) -> (Verdict, u32) {
-        let mut request = Request::new(());
-        *request.method_mut() = method;
-        match target.parse() {
-            Ok(uri) => *request.uri_mut() = uri,
-            Err(e) => return (Verdict::Unknown(format!("bad stored target: {e}")), 0),
-        }
-        let mut headers = HeaderMap::new();
-        for (name, value) in payload.headers {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_bytes(&value),
-            ) {
-                headers.append(name, value);
-            }
-        }
-        *request.headers_mut() = headers;
-        let (parts, ()) = request.into_parts();
-        let route = self.routes.lookup(&parts.method, parts.uri.path());
-        let (forwarded, verdict) = self
-            .dispatch(parts, Bytes::from(payload.body), route, false)
-            .await;
-        (verdict, forwarded.attempts)
-    }
-
     /// Steps 4 to 6 for a buffered request; `journal` is false for the resolver's re-sends.
-    async fn dispatch(
+    pub(crate) async fn dispatch(
         &self,
         mut parts: http::request::Parts,
         body: Bytes,

@@ -203,7 +203,10 @@ mod tests {
         assert_eq!(spec.base_delay, Duration::from_secs(30));
         let bad = text.replace("enabled = false", "enabled = false\nresend = 1");
         let err = crate::config::Config::parse(&bad, "test", None).unwrap_err();
-        assert!(err.to_string().contains("route[0].resolver.resend"), "{err}");
+        assert!(
+            err.to_string().contains("route[0].resolver.resend"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! Intake: the journal entry a keyed POST gets before its first attempt.
+//! Where the resolver meets the request path: the journal entry a keyed POST gets before its
+//! first attempt ([`open`]), and the re-send of a pending one through that same path
+//! ([`resend`]), which skips the journal since the resolver keeps the entry itself.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Method;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 
 use super::journal::Opening;
-use super::{Entry, Journal, Payload, State, Ticket};
+use super::{Entry, Journal, Payload, State, Ticket, Verdict};
 use crate::config::{ResolverSpec, RouteSpec};
 use crate::idempotency::fingerprint;
+use crate::proxy::ProxyState;
 
 /// An open entry outlives its request's deadline by this much before it counts as abandoned
 /// by a dead process.
@@ -72,4 +75,36 @@ pub async fn open(
             None
         }
     }
+}
+
+/// Re-sends a journaled request through the whole request path (idempotency layer,
+/// gates, retries), without journaling it again. Returns its verdict and attempts.
+pub async fn resend(
+    proxy: &ProxyState,
+    method: Method,
+    target: &str,
+    payload: Payload,
+) -> (Verdict, u32) {
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    match target.parse() {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(e) => return (Verdict::Unknown(format!("bad stored target: {e}")), 0),
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in payload.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    *request.headers_mut() = headers;
+    let (parts, ()) = request.into_parts();
+    let route = proxy.route(&parts.method, parts.uri.path());
+    let (forwarded, verdict) = proxy
+        .dispatch(parts, Bytes::from(payload.body), route, false)
+        .await;
+    (verdict, forwarded.attempts)
 }

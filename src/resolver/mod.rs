@@ -184,12 +184,21 @@ pub enum Verdict {
 /// Judges the outcome of the attempt loop. `attempts` is how many attempts were made.
 ///
 /// A response is definitive unless the retry policy would try it again (a 5xx, a 409
-/// `idempotency_key_in_use`, `Stripe-Should-Retry: true`), with one exception: a 429 says
-/// the provider executed nothing. `NotSent` and local refusals are only "nothing sent" when
+/// `idempotency_key_in_use`, `Stripe-Should-Retry: true`), with two exceptions: a 429 says
+/// the provider executed nothing, and a replay of the provider's own record
+/// (`Idempotent-Replayed: true`, e.g. a 500 saved under the key) is its final word for the key:
+/// re-sending would only replay it again. `NotSent` and local refusals are only "nothing sent" when
 /// no earlier attempt was made: an earlier attempt may have been lost after sending.
 pub fn judge<B>(outcome: &Result<Response<B>, AttemptError>, attempts: u32) -> Verdict {
     match outcome {
         Ok(r) if r.status().as_u16() == 429 => Verdict::NothingSent,
+        Ok(r)
+            if r.headers()
+                .get("idempotent-replayed")
+                .is_some_and(|v| v == "true") =>
+        {
+            Verdict::Definitive(r.status().as_u16())
+        }
         Ok(r) => match classify(outcome, true) {
             RetryVerdict::Final => Verdict::Definitive(r.status().as_u16()),
             RetryVerdict::Retry { .. } => {

@@ -79,8 +79,10 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
             })
             .await;
     }
-    if !entry.resend {
-        return; // Record-only route: listed until an operator gives up or the window ends.
+    // Record-only (when journaled, or since a reload): listed until an operator gives up or
+    // the window ends.
+    if !entry.resend || !spec.resends(&entry.route) {
+        return;
     }
     let payload = match journal.payload(&id, &entry) {
         Ok(Some(payload)) => payload,
@@ -90,7 +92,7 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
             return give_up(proxy, id, &entry, GiveUp::Unreadable).await;
         }
     };
-    let (verdict, attempts) = proxy.resend(method, &entry.target, payload).await;
+    let (verdict, attempts) = super::intake::resend(proxy, method, &entry.target, payload).await;
     let now = journal.now_ms();
     let rounds = entry.rounds + 1;
     let next_at = after(now, backoff(spec.base_delay, spec.max_delay, rounds));
