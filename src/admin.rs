@@ -1,7 +1,7 @@
 //! The admin listener: health, readiness, metrics, the retry report (`/stats`) and the
-//! unresolved requests (`/unresolved`, see [`crate::resolver::admin`]), kept apart from the proxy port so that
-//! probes and scrapes never queue behind payment traffic and the app cannot reach them by
-//! accident through its Stripe base URL.
+//! unresolved requests (`/unresolved`, see [`crate::resolver::admin`]), kept apart from the
+//! proxy port so that probes and scrapes never queue behind payment traffic and the app cannot
+//! reach them by accident through its Stripe base URL.
 //!
 //! Readiness is a latch: it is set once both listeners are bound and the upstream client is
 //! built, and cleared when shutdown begins so that Kubernetes stops routing new work to a
