@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::seal::Sealer;
@@ -118,16 +119,21 @@ impl Journal {
     }
 
     /// Applies a request's verdict to its entry: a definitive answer deletes it (or resolves
-    /// it, when it had been unresolved before), an unknown one leaves it pending.
+    /// it, when it had been unresolved before), an unknown one leaves it pending. Returns
+    /// whether this verdict resolved it (not the resolver or another request meanwhile).
     pub async fn settle(
         &self,
         id: Id,
         verdict: Verdict,
         attempts: u32,
         retry_at: u64,
-    ) -> Result<Option<Entry>, JournalError> {
+    ) -> Result<bool, JournalError> {
         let now = self.now_ms();
+        let resolved = Arc::new(AtomicBool::new(false));
+        let flag = resolved.clone();
         let change: Change = Box::new(move |existing| {
+            // The change may run again on a conflict: decide afresh every time.
+            flag.store(false, Ordering::Relaxed);
             let Some(mut entry) = existing else {
                 return Write::Keep;
             };
@@ -142,6 +148,7 @@ impl Journal {
                 }
                 Verdict::Definitive(status) => {
                     entry.finish(State::Resolved { status: *status }, now);
+                    flag.store(true, Ordering::Relaxed);
                     Write::Put(Box::new(entry))
                 }
                 Verdict::NothingSent => {
@@ -157,26 +164,34 @@ impl Journal {
                 }
             }
         });
-        self.store.update(id, false, change).await
+        self.store.update(id, false, change).await?;
+        Ok(resolved.load(Ordering::Relaxed))
     }
 
-    /// Changes an entry with `f`, if it exists; returns it afterwards.
+    /// Changes an entry with `f`, which returns whether it changed anything. Returns the
+    /// entry as changed, or `None` when it is absent or `f` left it alone.
     pub async fn modify(
         &self,
         id: Id,
         durable: bool,
         f: impl Fn(&mut Entry) -> bool + Send + Sync + 'static,
     ) -> Result<Option<Entry>, JournalError> {
+        let changed = Arc::new(AtomicBool::new(false));
+        let flag = changed.clone();
         let change: Change = Box::new(move |existing| {
             let Some(mut entry) = existing else {
+                flag.store(false, Ordering::Relaxed);
                 return Write::Keep;
             };
-            match f(&mut entry) {
+            let change = f(&mut entry);
+            flag.store(change, Ordering::Relaxed);
+            match change {
                 true => Write::Put(Box::new(entry)),
                 false => Write::Keep,
             }
         });
-        self.store.update(id, durable, change).await
+        let after = self.store.update(id, durable, change).await?;
+        Ok(after.filter(|_| changed.load(Ordering::Relaxed)))
     }
 
     /// Removes an entry whatever its state.
@@ -222,7 +237,7 @@ impl Ticket {
             .settle(self.id, verdict, attempts, retry_at)
             .await
         {
-            Ok(after) => after.is_some_and(|e| matches!(e.state, State::Resolved { .. })),
+            Ok(resolved) => resolved,
             Err(e) => {
                 tracing::warn!(error = %e, "could not update the unresolved-requests journal");
                 false

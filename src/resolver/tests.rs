@@ -110,6 +110,24 @@ async fn lifecycle(journal: Journal) {
     assert_eq!(resolved.state, State::Resolved { status: 201 });
     assert_eq!((resolved.attempts, resolved.payload.is_none()), (4, true));
 
+    // The resolver settles an entry while the app's retry of it is in flight: the retry's
+    // answer then changes nothing and is not counted a second time.
+    let t = journal.open([6; 32], opening("k6", true)).await.unwrap();
+    t.settle(unknown(), 1, 0).await;
+    let app_retry = journal.open([6; 32], opening("k6", true)).await.unwrap();
+    let by_resolver = journal
+        .modify([6; 32], false, |e| {
+            e.finish(State::Resolved { status: 200 }, 1);
+            true
+        })
+        .await
+        .unwrap();
+    assert!(by_resolver.is_some());
+    assert!(!app_retry.settle(Verdict::Definitive(200), 1, 0).await);
+    let unchanged = journal.modify([6; 32], false, |_| false).await.unwrap();
+    assert_eq!(unchanged, None, "modify reports only changes");
+    journal.remove([6; 32]).await.unwrap();
+
     // Record-only: no payload is ever kept.
     let t = journal.open([4; 32], opening("k4", false)).await.unwrap();
     t.settle(unknown(), 1, 0).await;
