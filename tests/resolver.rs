@@ -120,7 +120,10 @@ async fn resolver_sends_wait_for_the_rate_limiter() {
     // to the third. Without the limiter they would leave within a millisecond of each other.
     // (The span, not each gap, so that one late poll on a busy machine cannot fail the test.)
     let span = arrivals[2] - arrivals[0];
-    assert!(span >= Duration::from_millis(400), "three re-sends within {span:?}");
+    assert!(
+        span >= Duration::from_millis(400),
+        "three re-sends within {span:?}"
+    );
     for i in 0..3 {
         wait_for(
             &proxy.admin.to_string(),
