@@ -40,6 +40,7 @@ use crate::idempotency::{
 };
 use crate::inbound::{has_idempotency_key, is_idempotent, read_body, refuse_foreign_target};
 use crate::metrics::{Metrics, Origin};
+use crate::resolver::webhook::Webhook;
 use crate::resolver::{self, Journal, JournalStore, Verdict};
 use crate::retry::{self, AttemptError, Jitter, ProviderErrorCode};
 use crate::route::RouteTable;
@@ -77,6 +78,7 @@ pub struct ProxyState {
     /// Kept across reloads, like the store it shares a file with.
     journal: Journal,
     resolver: ResolverSpec,
+    webhook: Option<Arc<Webhook>>,
 }
 
 /// How a request ended, before it becomes a response.
@@ -128,6 +130,11 @@ impl ProxyState {
             max_body: config.max_request_body,
             journal: Journal::new(journal, sealer),
             resolver: config.resolver.clone(),
+            webhook: config
+                .resolver
+                .webhook
+                .clone()
+                .map(|w| Arc::new(Webhook::new(w))),
         })
     }
 
@@ -171,6 +178,14 @@ impl ProxyState {
             max_body: config.max_request_body,
             journal: self.journal.clone(),
             resolver: config.resolver.clone(),
+            webhook: match config.resolver.webhook == old.resolver.webhook {
+                true => self.webhook.clone(),
+                false => config
+                    .resolver
+                    .webhook
+                    .clone()
+                    .map(|w| Arc::new(Webhook::new(w))),
+            },
         })
     }
 
@@ -180,6 +195,10 @@ impl ProxyState {
 
     pub fn resolver(&self) -> &ResolverSpec {
         &self.resolver
+    }
+
+    pub fn webhook(&self) -> Option<&Webhook> {
+        self.webhook.as_deref()
     }
 
     /// The route a request to `method` and `path` falls under.
@@ -331,11 +350,10 @@ impl ProxyState {
         if let Some(ticket) = ticket {
             let retry_at = after(self.journal.now_ms(), self.resolver.base_delay);
             // The app's own retry may be what resolves an earlier unresolved request.
-            if ticket
-                .settle(verdict.clone(), finished.attempts, retry_at)
-                .await
-            {
-                resolver::task::count(self, &route.name, "resolved");
+            let id = ticket.id();
+            let settled = ticket.settle(verdict.clone(), finished.attempts, retry_at);
+            if let Some(entry) = settled.await {
+                resolver::task::finished(self, &id, &entry);
             }
         }
         let result = match (finished.outcome, guard) {

@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use idempotency::{IdempotencySpec, StoreKind, builtin_route_policy};
-pub use resolver::{EncryptionKey, ResolverSpec};
+pub use resolver::{EncryptionKey, ResolverSpec, WebhookSecret, WebhookSpec};
 pub use retry::{BudgetSpec, SDK_TIMEOUT, builtin_policy};
 pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec, UpstreamSpec};
 

@@ -120,14 +120,14 @@ impl Journal {
 
     /// Applies a request's verdict to its entry: a definitive answer deletes it (or resolves
     /// it, when it had been unresolved before), an unknown one leaves it pending. Returns
-    /// whether this verdict resolved it (not the resolver or another request meanwhile).
+    /// the entry when this verdict resolved it (not the resolver or another request meanwhile).
     pub async fn settle(
         &self,
         id: Id,
         verdict: Verdict,
         attempts: u32,
         retry_at: u64,
-    ) -> Result<bool, JournalError> {
+    ) -> Result<Option<Entry>, JournalError> {
         let now = self.now_ms();
         let resolved = Arc::new(AtomicBool::new(false));
         let flag = resolved.clone();
@@ -164,8 +164,8 @@ impl Journal {
                 }
             }
         });
-        self.store.update(id, false, change).await?;
-        Ok(resolved.load(Ordering::Relaxed))
+        let after = self.store.update(id, false, change).await?;
+        Ok(after.filter(|_| resolved.load(Ordering::Relaxed)))
     }
 
     /// Changes an entry with `f`, which returns whether it changed anything. Returns the
@@ -229,8 +229,8 @@ impl Ticket {
         self.id
     }
 
-    /// Settles the entry; returns whether this answer resolved an earlier unresolved request.
-    pub async fn settle(mut self, verdict: Verdict, attempts: u32, retry_at: u64) -> bool {
+    /// Settles the entry; returns it when this answer resolved an earlier unresolved request.
+    pub async fn settle(mut self, verdict: Verdict, attempts: u32, retry_at: u64) -> Option<Entry> {
         self.done = true;
         match self
             .journal
@@ -240,7 +240,7 @@ impl Ticket {
             Ok(resolved) => resolved,
             Err(e) => {
                 tracing::warn!(error = %e, "could not update the unresolved-requests journal");
-                false
+                None
             }
         }
     }

@@ -29,6 +29,7 @@ pub mod memory;
 pub mod report;
 pub mod seal;
 pub mod task;
+pub mod webhook;
 
 use http::Response;
 use serde::{Deserialize, Serialize};

@@ -62,7 +62,7 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
     let path = entry.target.split('?').next().unwrap_or("/");
     let deadline = proxy.route(&method, path).retry.deadline;
     if after(now, deadline) >= after(entry.created_ms, spec.key_window) {
-        return give_up(proxy, id, &entry, GiveUp::KeyWindow).await;
+        return give_up(proxy, id, GiveUp::KeyWindow).await;
     }
     if let State::Open { .. } = entry.state {
         // Its process died mid-request: from now on it is plainly pending.
@@ -89,7 +89,7 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
         Ok(None) => return,
         Err(e) => {
             tracing::warn!(route = entry.route, error = %e, "resolver: cannot open a payload");
-            return give_up(proxy, id, &entry, GiveUp::Unreadable).await;
+            return give_up(proxy, id, GiveUp::Unreadable).await;
         }
     };
     let (verdict, attempts) = super::intake::resend(proxy, method, &entry.target, payload).await;
@@ -123,8 +123,8 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
             true
         })
         .await;
-    if resolved && matches!(updated, Ok(Some(_))) {
-        count(proxy, &entry.route, "resolved");
+    if let (true, Ok(Some(entry))) = (resolved, updated) {
+        finished(proxy, &id, &entry);
     }
 }
 
@@ -134,7 +134,7 @@ pub fn backoff(base: Duration, max: Duration, rounds: u32) -> Duration {
     base.saturating_mul(factor).min(max)
 }
 
-async fn give_up(proxy: &ProxyState, id: Id, entry: &Entry, reason: GiveUp) {
+async fn give_up(proxy: &ProxyState, id: Id, reason: GiveUp) {
     let now = proxy.journal().now_ms();
     let done = proxy
         .journal()
@@ -146,24 +146,33 @@ async fn give_up(proxy: &ProxyState, id: Id, entry: &Entry, reason: GiveUp) {
             live
         })
         .await;
-    if matches!(done, Ok(Some(_))) {
+    if let Ok(Some(entry)) = done {
         tracing::warn!(
             route = entry.route,
             key = entry.key,
             reason = reason.label(),
             "resolver: gave up on an unresolved request"
         );
-        count(proxy, &entry.route, &format!("gave_up_{}", reason.label()));
+        finished(proxy, &id, &entry);
     }
 }
 
-pub fn count(proxy: &ProxyState, route: &str, outcome: &str) {
+/// Reports an entry that just finished: counted by outcome, and sent to the webhook.
+pub fn finished(proxy: &ProxyState, id: &Id, entry: &Entry) {
+    let outcome = match entry.state {
+        State::Resolved { .. } => "resolved".to_owned(),
+        State::GaveUp { reason } => format!("gave_up_{}", reason.label()),
+        _ => return,
+    };
     proxy
         .metrics()
         .resolver
         .resolutions
-        .with_label_values(&[route, outcome])
+        .with_label_values(&[entry.route.as_str(), &outcome])
         .inc();
+    if let (Some(webhook), Some(event)) = (proxy.webhook(), super::webhook::Event::new(id, entry)) {
+        webhook.notify(event);
+    }
 }
 
 /// Sets the unresolved gauges from the journal.

@@ -86,12 +86,12 @@ async fn lifecycle(journal: Journal) {
     let unknown = || Verdict::Unknown("connection lost".into());
     // A definitive first answer leaves nothing behind.
     let t = journal.open([1; 32], opening("k1", true)).await.unwrap();
-    assert!(!t.settle(Verdict::Definitive(200), 1, 0).await);
+    assert!(t.settle(Verdict::Definitive(200), 1, 0).await.is_none());
     assert!(journal.list().await.unwrap().is_empty());
 
     // An unknown outcome leaves a pending entry with its payload, in clear or sealed.
     let t = journal.open([2; 32], opening("k2", true)).await.unwrap();
-    assert!(!t.settle(unknown(), 3, 0).await);
+    assert!(t.settle(unknown(), 3, 0).await.is_none());
     let all = journal.list().await.unwrap();
     let (id, entry) = &all[0];
     assert_eq!((entry.attempts, entry.state.label()), (3, "pending"));
@@ -105,7 +105,7 @@ async fn lifecycle(journal: Journal) {
     let reopened = &journal.list().await.unwrap()[0].1;
     assert!(matches!(reopened.state, State::Open { .. }) && reopened.was_pending);
     assert!(!reopened.unresolved(journal.now_ms()), "its lease is live");
-    assert!(t.settle(Verdict::Definitive(201), 1, 0).await);
+    assert!(t.settle(Verdict::Definitive(201), 1, 0).await.is_some());
     let resolved = &journal.list().await.unwrap()[0].1;
     assert_eq!(resolved.state, State::Resolved { status: 201 });
     assert_eq!((resolved.attempts, resolved.payload.is_none()), (4, true));
@@ -123,7 +123,12 @@ async fn lifecycle(journal: Journal) {
         .await
         .unwrap();
     assert!(by_resolver.is_some());
-    assert!(!app_retry.settle(Verdict::Definitive(200), 1, 0).await);
+    assert!(
+        app_retry
+            .settle(Verdict::Definitive(200), 1, 0)
+            .await
+            .is_none()
+    );
     let unchanged = journal.modify([6; 32], false, |_| false).await.unwrap();
     assert_eq!(unchanged, None, "modify reports only changes");
     journal.remove([6; 32]).await.unwrap();
