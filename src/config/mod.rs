@@ -13,6 +13,7 @@ mod location;
 mod resolver;
 mod retry;
 mod validate;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,9 +22,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use idempotency::{IdempotencySpec, StoreKind, builtin_route_policy};
-pub use resolver::{EncryptionKey, ResolverSpec, WebhookSecret, WebhookSpec};
+pub use resolver::{EncryptionKey, ResolverSpec};
 pub use retry::{BudgetSpec, SDK_TIMEOUT, builtin_policy};
 pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec, UpstreamSpec};
+pub use webhook::{WebhookSecret, WebhookSpec};
 
 use idempotency::{RawIdempotency, RawRoutePolicy};
 use limits::{RawBreaker, RawRateLimit};

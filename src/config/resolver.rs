@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::duration;
+use super::webhook::{RawWebhook, WebhookSpec, webhook};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,46 +29,6 @@ pub(crate) struct RawResolver {
     pub max_entries: usize,
     pub encryption_key_file: Option<PathBuf>,
     pub webhook: Option<RawWebhook>,
-}
-
-/// `[resolver.webhook]`: where signed notifications of finished entries go.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawWebhook {
-    pub url: String,
-    pub secret_file: PathBuf,
-    #[serde(default = "default_webhook_attempts")]
-    pub max_attempts: u32,
-    #[serde(default = "default_webhook_delay", with = "duration")]
-    pub base_delay: Duration,
-}
-
-fn default_webhook_attempts() -> u32 {
-    8
-}
-fn default_webhook_delay() -> Duration {
-    Duration::from_secs(1)
-}
-
-/// The HMAC key that signs webhook notifications. Its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WebhookSecret(pub Vec<u8>);
-
-impl std::fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(redacted)")
-    }
-}
-
-/// The validated `[resolver.webhook]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookSpec {
-    pub url: http::Uri,
-    pub secret: WebhookSecret,
-    /// Deliveries of one notification, the first included.
-    pub max_attempts: u32,
-    /// The wait before the second delivery, doubled after each failure (at most a minute).
-    pub base_delay: Duration,
 }
 
 impl Default for RawResolver {
@@ -207,64 +168,6 @@ pub(super) fn spec(
     }
 }
 
-fn webhook(
-    raw: &RawWebhook,
-    base_dir: &Path,
-    issue: &mut impl FnMut(String, String),
-) -> Option<WebhookSpec> {
-    let url = match raw.url.parse::<http::Uri>() {
-        Ok(url) if matches!(url.scheme_str(), Some("http" | "https")) && url.host().is_some() => {
-            Some(url)
-        }
-        _ => {
-            issue(
-                "resolver.webhook.url".into(),
-                format!("expected an http:// or https:// URL, got {:?}", raw.url),
-            );
-            None
-        }
-    };
-    let path = base_dir.join(&raw.secret_file);
-    let secret = match std::fs::read_to_string(&path) {
-        Ok(text) if text.trim().len() >= 16 => Some(WebhookSecret(text.trim().as_bytes().to_vec())),
-        Ok(_) => {
-            issue(
-                "resolver.webhook.secret_file".into(),
-                format!(
-                    "{} must hold a secret of at least 16 characters",
-                    path.display()
-                ),
-            );
-            None
-        }
-        Err(e) => {
-            issue(
-                "resolver.webhook.secret_file".into(),
-                format!("cannot read {}: {e}", path.display()),
-            );
-            None
-        }
-    };
-    if raw.max_attempts == 0 || raw.max_attempts > 100 {
-        issue(
-            "resolver.webhook.max_attempts".into(),
-            "must be from 1 to 100".into(),
-        );
-    }
-    if raw.base_delay.is_zero() || raw.base_delay > Duration::from_secs(3600) {
-        issue(
-            "resolver.webhook.base_delay".into(),
-            "must be from 1ms to 1h".into(),
-        );
-    }
-    Some(WebhookSpec {
-        url: url?,
-        secret: secret?,
-        max_attempts: raw.max_attempts,
-        base_delay: raw.base_delay,
-    })
-}
-
 /// Records a route's override, when it has one.
 pub(super) fn route_override(spec: &mut ResolverSpec, route: &str, raw: &RawRouteResolver) {
     if let Some(enabled) = raw.enabled {
@@ -313,36 +216,6 @@ mod tests {
             err.to_string().contains("route[0].resolver.resend"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn a_webhook_needs_a_url_and_a_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("short"), "tiny").unwrap();
-        std::fs::write(dir.path().join("ok"), "whsec_0123456789abcdef\n").unwrap();
-        let parse = |hook: &str| {
-            let text =
-                format!("[upstream]\nurl = \"http://127.0.0.1:1\"\n[resolver.webhook]\n{hook}");
-            crate::config::Config::parse(&text, "test", Some(dir.path()))
-        };
-        let config = parse("url = \"https://ops.example/h\"\nsecret_file = \"ok\"\n").unwrap();
-        let hook = config.resolver.webhook.unwrap();
-        assert_eq!(hook.secret.0, b"whsec_0123456789abcdef");
-        assert_eq!(
-            (hook.max_attempts, hook.base_delay),
-            (8, Duration::from_secs(1))
-        );
-        assert!(
-            !format!("{hook:?}").contains("whsec"),
-            "the secret never prints"
-        );
-        let err = parse("url = \"ftp://x\"\nsecret_file = \"short\"\n").unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("resolver.webhook.url") && text.contains("at least 16"),
-            "{text}"
-        );
-        assert!(parse("url = \"http://x\"\nsecret_file = \"nope\"\n").is_err());
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!    or an operator gives up (**gave up**). Finished entries drop their payload at once and
 //!    stay listed as a summary for `keep_finished`.
 //!
+//! Operators see the journal through [`report`] (`payguard unresolved`, `GET /unresolved`),
+//! give up through [`admin`], and may be notified of every finished entry by [`webhook`].
+//!
 //! The decision rules are plain functions here ([`judge`], [`Entry::due`]), so they are
 //! tested without sockets, as the idempotency store's are.
 
