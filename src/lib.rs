@@ -11,6 +11,8 @@
 //! - [`error`] holds the one error enum and its one mapping to Stripe-shaped responses;
 //! - [`metrics`] and [`admin`] expose what happened on a separate admin listener.
 //!
+//! [`shared`] holds the Redis connection that several replicas share state through.
+//!
 //! [`config`] loads and validates the TOML file everything above is built from. [`double`] is a
 //! faithful test double of the provider, used by the tests, the benchmarks and the demo.
 #![forbid(unsafe_code)]
@@ -31,5 +33,6 @@ pub mod reload;
 pub mod retry;
 pub mod route;
 pub mod server;
+pub mod shared;
 pub mod telemetry;
 pub mod upstream;
