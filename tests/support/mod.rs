@@ -6,6 +6,7 @@
 
 pub mod process;
 pub mod redis;
+pub mod replicas;
 
 use std::net::SocketAddr;
 
