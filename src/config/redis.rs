@@ -171,6 +171,36 @@ mod tests {
     }
 
     #[test]
+    fn problems_name_the_key_and_line() {
+        let text = "[upstream]\nurl = \"http://127.0.0.1:1\"\n[redis]\nurl = \"http://x\"\n\
+                    pool_size = 0\n[idempotency]\nstore = \"redis\"\n[rate_limit]\n\
+                    backend = \"redis\"\nfallback_rate = 100.0\n";
+        let err = crate::config::Config::parse(text, "t", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 4: `redis.url`: scheme"), "{err}");
+        assert!(err.contains("line 5: `redis.pool_size`"), "{err}");
+        assert!(err.contains("line 10: `rate_limit.fallback_rate`"), "{err}");
+        let no_table =
+            "[upstream]\nurl = \"http://127.0.0.1:1\"\n[idempotency]\nstore = \"redis\"\n";
+        let err = crate::config::Config::parse(no_table, "t", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 4: `idempotency.store`: \"redis\" needs a [redis]"),
+            "{err}"
+        );
+        let unknown = "[upstream]\nurl = \"http://127.0.0.1:1\"\n[redis]\nurl = \"redis://h\"\nhost = \"h\"\n";
+        let err = crate::config::Config::parse(unknown, "t", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 5") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_password_is_not_shown() {
         let url = RedisUrl("rediss://user:hunter2@redis:6380/1".into());
         let shown = format!("{url:?}");
