@@ -12,6 +12,8 @@
 //! - [`metrics`] and [`admin`] expose what happened on a separate admin listener, and
 //!   [`stats`] turns the metrics into the human retry report.
 //!
+//! [`shared`] holds the Redis connection that several replicas share state through.
+//!
 //! [`config`] loads and validates the TOML file everything above is built from. [`double`] is a
 //! faithful test double of the provider, used by the tests, the benchmarks and [`demo`].
 #![forbid(unsafe_code)]
@@ -33,6 +35,7 @@ pub mod reload;
 pub mod retry;
 pub mod route;
 pub mod server;
+pub mod shared;
 pub mod stats;
 pub mod telemetry;
 pub mod upstream;
