@@ -13,6 +13,7 @@
 //!   [`stats`] turns the metrics into the human retry report.
 //!
 //! [`resolver`] journals keyed POSTs and settles those left without a definitive answer.
+//! [`shared`] holds the Redis connection that several replicas share state through.
 //!
 //! [`config`] loads and validates the TOML file everything above is built from. [`double`] is a
 //! faithful test double of the provider, used by the tests, the benchmarks and [`demo`].
@@ -36,6 +37,7 @@ pub mod resolver;
 pub mod retry;
 pub mod route;
 pub mod server;
+pub mod shared;
 pub mod stats;
 pub mod telemetry;
 pub mod upstream;

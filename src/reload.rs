@@ -51,6 +51,7 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         running.idempotency.prune_interval != new.idempotency.prune_interval,
         "idempotency.prune_interval",
     );
+    check(running.redis != new.redis, "redis");
     check(
         running.resolver.encryption_key != new.resolver.encryption_key,
         "resolver.encryption_key_file",

@@ -12,10 +12,12 @@ if ! need cargo-nextest; then
 fi
 
 # `kill` sends SIGTERM/SIGHUP in the lifecycle and reload tests (procps); promtool and a real
-# Prometheus server check the metrics (Debian's prometheus package).
+# Prometheus server check the metrics (Debian's prometheus package); the tests/redis_*.rs
+# start redis-server processes of their own (Debian's redis-server; they fail without it).
 missing=()
 need kill || missing+=(procps)
 { need promtool && need prometheus; } || missing+=(prometheus)
+need redis-server || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   apt-get update -qq

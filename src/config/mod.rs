@@ -10,6 +10,7 @@ mod duration;
 mod idempotency;
 mod limits;
 mod location;
+mod redis;
 mod resolver;
 mod retry;
 mod validate;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use idempotency::{IdempotencySpec, StoreKind, builtin_route_policy};
+pub use redis::{RedisSpec, RedisUrl};
 pub use resolver::{EncryptionKey, ResolverSpec};
 pub use retry::{BudgetSpec, SDK_TIMEOUT, builtin_policy};
 pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec, UpstreamSpec};
@@ -29,6 +31,7 @@ pub use webhook::{WebhookSecret, WebhookSpec};
 
 use idempotency::{RawIdempotency, RawRoutePolicy};
 use limits::{RawBreaker, RawRateLimit};
+use redis::RawRedis;
 use resolver::{RawResolver, RawRouteResolver};
 use retry::{RawBudget, RawRetry};
 
@@ -139,6 +142,7 @@ pub(crate) struct RawConfig {
     pub resolver: RawResolver,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+    pub redis: Option<RawRedis>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,7 @@ use rustls::pki_types::pem::PemObject;
 
 use super::idempotency::{self as idem, IdempotencySpec};
 use super::limits;
+use super::redis::{self, RedisSpec};
 use super::resolver::{self as resolver_config, ResolverSpec};
 use super::retry::{self, BudgetSpec};
 use super::{ConfigIssue, RawConfig, RawUpstream};
@@ -51,6 +52,8 @@ pub struct Config {
     pub breaker: Option<BreakerSpec>,
     /// The resolver of unresolved requests, with every route's override.
     pub resolver: ResolverSpec,
+    /// The Redis shared by replicas, when the store or a limiter uses it.
+    pub redis: Option<RedisSpec>,
 }
 
 /// Where requests go and how connections to it behave.
@@ -128,8 +131,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
 
     let default_retry = retry::policy(&retry::builtin_policy(), &raw.retry, "retry", &mut issue);
     let retry_budget = retry::budget(&raw.retry_budget, &mut issue);
-    let idempotency = idem::spec(&raw.idempotency, base_dir, &mut issue);
-    let rate_limit = limits::limit(&raw.rate_limit, "rate_limit", &mut issue);
+    let redis = raw.redis.as_ref().map(|r| redis::spec(r, &mut issue));
+    let idempotency = idem::spec(&raw.idempotency, base_dir, redis.is_some(), &mut issue);
+    let rate_limit = limits::limit(&raw.rate_limit, "rate_limit", redis.as_ref(), &mut issue);
     let breaker = limits::breaker(&raw.breaker, "breaker", &mut issue);
     let mut resolver = resolver_config::spec(&raw.resolver, base_dir, &mut issue);
     let default_idempotency = idem::route_policy(
@@ -186,10 +190,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
         );
         let at = format!("route[{i}]");
         resolver_config::route_override(&mut resolver, &r.name, &r.resolver);
-        let route_limit = r
-            .rate_limit
-            .as_ref()
-            .and_then(|l| limits::limit(l, &format!("{at}.rate_limit"), &mut issue));
+        let route_limit = r.rate_limit.as_ref().and_then(|l| {
+            limits::limit(l, &format!("{at}.rate_limit"), redis.as_ref(), &mut issue)
+        });
         let route_breaker = r
             .breaker
             .as_ref()
@@ -227,6 +230,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             rate_limit,
             breaker,
             resolver,
+            redis,
         }),
         _ => Err(issues),
     }

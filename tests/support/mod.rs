@@ -5,6 +5,8 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod process;
+pub mod redis;
+pub mod replicas;
 pub mod resolver;
 
 use std::net::SocketAddr;
