@@ -14,12 +14,34 @@ fi
 # `kill` sends SIGTERM/SIGHUP in the lifecycle and reload tests (procps); promtool and a real
 # Prometheus server check the metrics (Debian's prometheus package).
 missing=()
+missing_sdk=()
 need kill || missing+=(procps)
 { need promtool && need prometheus; } || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The SDK end-to-end tests (tests/sdk.rs) run the official SDKs: stripe-node from the committed
+# lock file, stripe-python at the version the tests expect (their exception mapping was read
+# from these versions' sources).
+need node && need npm || missing_sdk+=(nodejs npm)
+need python3 || missing_sdk+=(python3 python3-pip)
+if [ ${#missing_sdk[@]} -gt 0 ]; then
+  echo "installing ${missing_sdk[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_sdk[@]}" >/dev/null
+fi
+if [ ! -f tests/sdk/node/node_modules/stripe/package.json ]; then
+  echo "installing stripe-node (npm ci)" >&2
+  npm ci --prefix tests/sdk/node --no-audit --no-fund --loglevel=error
+fi
+STRIPE_PYTHON=16.1.0
+if ! python3 -c "import stripe, sys; sys.exit(stripe.VERSION != '$STRIPE_PYTHON')" 2>/dev/null; then
+  echo "installing stripe-python $STRIPE_PYTHON" >&2
+  python3 -m pip install --quiet "stripe==$STRIPE_PYTHON" ||
+    python3 -m pip install --quiet --break-system-packages "stripe==$STRIPE_PYTHON"
 fi
 
 # Deployment files: hadolint on the Dockerfile, Kubernetes schema validation of the
