@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod breaker;
 pub mod config;
+pub mod crashpoints;
 pub mod double;
 pub mod error;
 pub mod gate;

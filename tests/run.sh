@@ -49,5 +49,6 @@ fi
 cargo build --quiet --bin payguard
 PAYGUARD="$PWD/target/debug/payguard" bash deploy/check.sh
 
-# Last, so its summary is the run's closing line.
-cargo nextest run --workspace --all-targets --no-fail-fast
+# Last, so its summary is the run's closing line. `failpoints` compiles in the crash points
+# that tests/crash_points.rs kills payguard at (inert unless PAYGUARD_CRASH_AT names one).
+cargo nextest run --workspace --all-targets --features failpoints --no-fail-fast
