@@ -33,10 +33,20 @@ pub async fn spawn_payguard_with(
     env: &[(&str, &str)],
     tap: Option<UnboundedSender<String>>,
 ) -> Process {
-    let mut child = tokio::process::Command::new(BIN)
+    let mut command = tokio::process::Command::new(BIN);
+    command
         .args(["run", "--config"])
         .arg(config)
-        .envs(env.iter().copied())
+        .envs(env.iter().copied());
+    spawn_command(command, tap).await
+}
+
+/// Starts payguard from a prepared command (e.g. `ip netns exec NS payguard run ...`).
+pub async fn spawn_command(
+    mut command: tokio::process::Command,
+    tap: Option<UnboundedSender<String>>,
+) -> Process {
+    let mut child = command
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
