@@ -17,6 +17,9 @@ missing=()
 missing_sdk=()
 need kill || missing+=(procps)
 { need promtool && need prometheus; } || missing+=(prometheus)
+# tests/chaos_netns.rs: a network namespace (iproute2) with nftables reject and drop rules.
+need ip || missing+=(iproute2)
+need nft || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   apt-get update -qq
