@@ -184,7 +184,7 @@ async fn sliced_packets_are_reassembled_and_each_payment_charged_once() {
         delay: 200,
     };
     let toxics = vec![
-        toxic("up", slicer.clone(), Upstream),
+        toxic("up", slicer, Upstream),
         toxic("down", slicer, Downstream),
     ];
     let _ = payments_pass_through("slicer", toxics).await;

@@ -122,9 +122,11 @@ async fn kill_at(running: &mut Running, point: &str, provider: &DoubleHandle, ke
 }
 
 /// Sends `op` until payguard answers with something other than 409 (the dead process's claim
-/// holds the key until its lease runs out). Returns the final reply.
-async fn send_until_answered(op: &Op, proxy: &str) -> Reply {
+/// holds the key until its lease runs out). Returns the final reply and how many 409s came
+/// before it.
+async fn send_until_answered(op: &Op, proxy: &str) -> (Reply, usize) {
     let started = Instant::now();
+    let mut in_use = 0;
     loop {
         let response = client().request(op.request(proxy)).await;
         if let Ok(response) = response {
@@ -134,12 +136,14 @@ async fn send_until_answered(op: &Op, proxy: &str) -> Reply {
                 .unwrap()
                 .to_bytes();
             if parts.status != 409 {
-                return Reply {
+                let reply = Reply {
                     status: parts.status,
                     headers: parts.headers,
                     body,
                 };
+                return (reply, in_use);
             }
+            in_use += 1;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -170,7 +174,7 @@ async fn payments_and_refunds_survive_kill_9_at_every_crash_point() {
 
     let mut running = start(&config, None).await;
     let (mut kills, mut intents) = ([0usize; 3], Vec::<String>::new());
-    let mut op_count = 0;
+    let (mut op_count, mut in_use) = (0, 0);
     for i in 0..PAYMENTS {
         for refund in [false, true] {
             let op = match refund {
@@ -197,7 +201,8 @@ async fn payments_and_refunds_survive_kill_9_at_every_crash_point() {
                 kills[POINTS.iter().position(|p| *p == point).unwrap()] += 1;
                 running = start(&config, None).await;
             }
-            let reply = send_until_answered(&op, &running.process.proxy).await;
+            let (reply, conflicts) = send_until_answered(&op, &running.process.proxy).await;
+            in_use += conflicts;
             assert_eq!(
                 reply.status,
                 200,
@@ -236,7 +241,7 @@ async fn payments_and_refunds_survive_kill_9_at_every_crash_point() {
     println!(
         "crash points: {op_count} operations ({PAYMENTS} payments, {PAYMENTS} refunds), kills \
          after_claim={} after_send={} after_response={}, duplicates={duplicates} lost={lost}, \
-         ledger effects={}",
+         ledger effects={}, resends answered 409 (key still claimed)={in_use}",
         kills[0],
         kills[1],
         kills[2],
