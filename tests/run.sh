@@ -26,11 +26,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The SDK end-to-end tests (tests/sdk.rs) run the official SDKs: stripe-node from the committed
-# lock file, stripe-python at the version the tests expect (their exception mapping was read
-# from these versions' sources).
+# The SDK end-to-end tests (tests/sdk.rs, tests/sdk_errors.rs) run the official SDKs:
+# stripe-node from the committed lock file, stripe-python at the version the tests expect
+# (their exception mapping was read from these versions' sources), Debian's python3-stripe.
 need node && need npm || missing_sdk+=(nodejs npm)
 need python3 || missing_sdk+=(python3 python3-pip)
+# Debian's own python3-stripe (5.0.0), run with Debian's /usr/bin/python3.
+[ -f /usr/lib/python3/dist-packages/stripe/__init__.py ] || missing_sdk+=(python3-stripe)
 if [ ${#missing_sdk[@]} -gt 0 ]; then
   echo "installing ${missing_sdk[*]}" >&2
   apt-get update -qq

@@ -6,6 +6,7 @@
 
 pub mod faultproxy;
 pub mod process;
+pub mod sdk;
 
 use std::net::SocketAddr;
 

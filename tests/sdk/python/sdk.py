@@ -39,16 +39,16 @@ def describe(err):
 
 
 def flow(port, retries, orders, prefix):
-    pis = client(port, int(retries)).v1
+    v1 = client(port, int(retries)).v1
     for i in range(int(orders)):
         order = f"{prefix}-{i}"
         try:
-            created = pis.payment_intents.create(
+            created = v1.payment_intents.create(
                 params={"amount": 1000 + i, "currency": "usd", "metadata": {"order_id": order}}
             )
-            confirmed = pis.payment_intents.confirm(created.id)
-            read = pis.payment_intents.retrieve(created.id)
-            refund = pis.refunds.create(params={"payment_intent": created.id})
+            confirmed = v1.payment_intents.confirm(created.id)
+            read = v1.payment_intents.retrieve(created.id)
+            refund = v1.refunds.create(params={"payment_intent": created.id})
             line = {
                 "ok": True,
                 "order": order,
