@@ -2,13 +2,22 @@
 //!
 //! The interesting crashes are the ones between two durable steps: a key claimed in the store
 //! but the request not yet sent, a response in hand but not yet recorded. A timer cannot land
-//! a kill there reliably, so the request path marks those places with the `fail` crate's fail
-//! points, one line each. Without the `failpoints` cargo feature the macro expands to nothing
-//! and a release build carries no trace of them.
+//! a kill there reliably, so the request path marks those places with [`crash_point!`], one
+//! line each: a `fail` crate fail point with the `failpoints` cargo feature, nothing at all
+//! without it (the crate is not even compiled), so a release build carries no trace of them.
 //!
 //! With the feature, `payguard run` arms at most one point, named by `PAYGUARD_CRASH_AT`: a
 //! request reaching it prints [`REACHED`] and the point's name on stderr and stops its worker
 //! thread there, so the harness can send SIGKILL with the process frozen at exactly that step.
+
+/// Marks a crash point on the request path; expands to nothing without `failpoints`.
+#[macro_export]
+macro_rules! crash_point {
+    ($name:expr) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($name);
+    };
+}
 
 /// A key is claimed in the idempotency store; no attempt has been sent upstream yet.
 pub const AFTER_CLAIM: &str = "after_claim";

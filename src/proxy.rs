@@ -251,7 +251,7 @@ impl ProxyState {
             }
         };
 
-        fail::fail_point!(crate::crashpoints::AFTER_CLAIM);
+        crate::crash_point!(crate::crashpoints::AFTER_CLAIM);
         let replay_safe = is_idempotent(&parts.method) || has_idempotency_key(&parts.headers);
         let observer = self.metrics.for_route(&route.name);
         let finished = retry::send_with_retries(
@@ -272,7 +272,7 @@ impl ProxyState {
             },
         )
         .await;
-        fail::fail_point!(crate::crashpoints::AFTER_RESPONSE);
+        crate::crash_point!(crate::crashpoints::AFTER_RESPONSE);
         let result = match (finished.outcome, guard) {
             (Ok(response), Some(guard)) => guard.finish(m, response, deadline).await,
             (Ok(response), None) => Ok(response),
