@@ -105,6 +105,10 @@ check "Dockerfile and .dockerignore agree with deploy/base/config.toml" \
 # --- the config ---------------------------------------------------------------------------
 
 check "payguard check deploy/base/config.toml" payguard check --config deploy/base/config.toml
+# Overlays that replace the config (configMapGenerator behavior: replace) ship their own.
+for file in deploy/overlays/*/config.toml; do
+    [[ -f $file ]] && check "payguard check $file" payguard check --config "$file"
+done
 
 # --- the kustomizations -------------------------------------------------------------------
 

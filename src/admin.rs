@@ -1,4 +1,4 @@
-//! The admin listener: health, readiness and metrics, kept apart from the proxy port so that
+//! The admin listener: health, readiness, metrics and the retry report (`/stats`), kept apart from the proxy port so that
 //! probes and scrapes never queue behind payment traffic and the app cannot reach them by
 //! accident through its Stripe base URL.
 //!
@@ -6,7 +6,13 @@
 //! built, and cleared when shutdown begins so that Kubernetes stops routing new work to a
 //! draining pod while `/healthz` still says the process is alive. Readiness also fails while
 //! the idempotency store is failing, and recovers when a store operation (at the latest the
-//! periodic prune) succeeds again.
+//! periodic prune, or with Redis the probe each second) succeeds again.
+//!
+//! With state shared through Redis, a Redis outage hits every replica at once, so it does not
+//! make them unready (that would take the whole app out of its Service): `/readyz` stays 200
+//! and names what is degraded in its body. The exception is a store failing while some route
+//! has `on_store_error = "closed"`: that replica would refuse those payments, so it is
+//! reported not ready.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -45,11 +51,7 @@ pub fn handle<B>(
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if !ready.is_ready() => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-        "/readyz" if !state.idempotency().healthy() => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: idempotency store failing\n",
-        ),
-        "/readyz" => text(StatusCode::OK, "ready\n"),
+        "/readyz" => readiness(state),
         "/metrics" => {
             let mut response = text(StatusCode::OK, &state.metrics().render());
             response.headers_mut().insert(
@@ -58,9 +60,47 @@ pub fn handle<B>(
             );
             response
         }
+        "/stats" => {
+            let report = crate::stats::Report::from_metrics(state.metrics());
+            // A report of plain numbers and strings always serialises.
+            let body = serde_json::to_string_pretty(&report).unwrap_or_default();
+            let mut response = text(StatusCode::OK, &body);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz, /readyz or /metrics\n",
+            "not found; try /healthz, /readyz, /metrics or /stats\n",
+        ),
+    }
+}
+
+/// Ready, degraded (ready, with what is failing in the body), or not ready.
+fn readiness(state: &ProxyState) -> Response<Full<Bytes>> {
+    let store_failing = !state.idempotency().healthy();
+    if store_failing && state.store_blocks_readiness() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: idempotency store failing\n",
+        );
+    }
+    let mut degraded = Vec::new();
+    if store_failing {
+        degraded.push("idempotency store failing (routes fail open: forwarding with keys)".into());
+    }
+    for limiter in state.gates().degraded() {
+        degraded.push(format!(
+            "rate limiter {limiter} cannot reach Redis (limiting locally at its fallback rate)"
+        ));
+    }
+    match degraded.is_empty() {
+        true => text(StatusCode::OK, "ready\n"),
+        false => text(
+            StatusCode::OK,
+            &format!("ready, degraded: {}\n", degraded.join("; ")),
         ),
     }
 }

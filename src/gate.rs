@@ -7,6 +7,7 @@
 //! failures are breaker failures, a 429 lowers the limiters' rate, anything else is a success.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Response, StatusCode};
@@ -17,6 +18,7 @@ use crate::config::Config;
 use crate::metrics::LimitMetrics;
 use crate::ratelimit::{LimitSpec, Limiter};
 use crate::retry::{AttemptError, Refusal};
+use crate::shared::RedisPool;
 
 /// Name of the upstream-wide limiter and breaker in metrics and logs.
 const UPSTREAM: &str = "upstream";
@@ -41,11 +43,13 @@ pub struct Passage<'a> {
 }
 
 impl Gates {
-    pub fn new(config: &Config, metrics: &LimitMetrics) -> Gates {
+    /// The gates of `config`; limiters with `backend = "redis"` share `redis`.
+    pub fn new(config: &Config, metrics: &LimitMetrics, redis: Option<&Arc<RedisPool>>) -> Gates {
         let gate = |name: &str, limit: Option<LimitSpec>, breaker: Option<BreakerSpec>| {
             let gate = Gate {
                 name: name.to_owned(),
-                limiter: limit.map(Limiter::new),
+                limiter: limit
+                    .map(|spec| Limiter::with_backend(name, spec, redis, || metrics.backend(name))),
                 breaker: breaker.map(Breaker::new),
             };
             if let Some(l) = &gate.limiter {
@@ -66,6 +70,21 @@ impl Gates {
             upstream: gate(UPSTREAM, config.rate_limit, config.breaker),
             routes,
         }
+    }
+
+    /// The shared limiters that cannot reach Redis now (limiting locally instead).
+    pub fn degraded(&self) -> Vec<&str> {
+        self.routes
+            .values()
+            .chain([&self.upstream])
+            .filter(|g| {
+                g.limiter
+                    .as_ref()
+                    .and_then(Limiter::backend_healthy)
+                    .is_some_and(|ok| !ok)
+            })
+            .map(|g| g.name.as_str())
+            .collect()
     }
 
     /// Admits one attempt of `route`, waiting at most `deadline_left` in all.

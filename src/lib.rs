@@ -9,16 +9,20 @@
 //! - [`headers`] decides which headers cross the hop;
 //! - [`upstream`] is the pooled rustls client;
 //! - [`error`] holds the one error enum and its one mapping to Stripe-shaped responses;
-//! - [`metrics`] and [`admin`] expose what happened on a separate admin listener.
+//! - [`metrics`] and [`admin`] expose what happened on a separate admin listener, and
+//!   [`stats`] turns the metrics into the human retry report.
+//!
+//! [`shared`] holds the Redis connection that several replicas share state through.
 //!
 //! [`config`] loads and validates the TOML file everything above is built from. [`double`] is a
-//! faithful test double of the provider, used by the tests, the benchmarks and the demo.
+//! faithful test double of the provider, used by the tests, the benchmarks and [`demo`].
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod breaker;
 pub mod config;
 pub mod crashpoints;
+pub mod demo;
 pub mod double;
 pub mod error;
 pub mod gate;
@@ -32,5 +36,7 @@ pub mod reload;
 pub mod retry;
 pub mod route;
 pub mod server;
+pub mod shared;
+pub mod stats;
 pub mod telemetry;
 pub mod upstream;

@@ -1,5 +1,8 @@
-//! The `payguard` command: run the sidecar, or check a config file without running it.
+//! The `payguard` command: run the sidecar, check a config file without running it, print a
+//! running sidecar's retry report, or run the demo.
 #![forbid(unsafe_code)]
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +32,12 @@ enum Command {
         #[arg(long, short, env = "PAYGUARD_CONFIG", default_value = "config.toml")]
         config: PathBuf,
     },
+    /// Print the retry report of a running sidecar: per route, attempts, success rate,
+    /// retries, latency, top errors and idempotency replays, then its limiters and breakers.
+    Stats(cli::stats::Args),
+    /// Show what payguard does, with no account and no network: the same order workload sent
+    /// straight to a flaky provider double and through payguard, compared side by side.
+    Demo(cli::demo::Args),
     /// Validate a configuration file and exit: 0 when it is valid, 1 with each problem's key
     /// and line otherwise.
     Check {
@@ -41,6 +50,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Stats(args) => cli::stats::run(args),
+        Command::Demo(args) => cli::demo::run(args),
         Command::Check { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

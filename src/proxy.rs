@@ -32,12 +32,14 @@ use crate::error::ProxyError;
 use crate::gate::Gates;
 use crate::headers;
 use crate::idempotency::{
-    Admission, Idempotency, Store, embedded::EmbeddedStore, memory::MemoryStore,
+    Admission, FailMode, Idempotency, Store, embedded::EmbeddedStore, memory::MemoryStore,
+    redis::RedisStore,
 };
 use crate::inbound::{has_idempotency_key, is_idempotent, read_body, refuse_foreign_target};
 use crate::metrics::{Metrics, Origin};
 use crate::retry::{self, AttemptError, Jitter, ProviderErrorCode};
 use crate::route::RouteTable;
+use crate::shared::RedisPool;
 use crate::upstream::Upstream;
 
 /// The body of every response payguard returns: the provider's streamed through, or its own.
@@ -69,6 +71,12 @@ pub struct ProxyState {
     idempotency: Idempotency,
     gates: Arc<Gates>,
     max_body: usize,
+    /// The Redis shared with other replicas, when configured; kept across reloads.
+    redis: Option<Arc<RedisPool>>,
+    /// Whether the store is shared by replicas (Redis); fixed at start, like the store.
+    store_shared: bool,
+    /// Whether any route answers 503 when the store fails.
+    fails_closed: bool,
 }
 
 /// How a request ended, before it becomes a response.
@@ -95,12 +103,27 @@ impl ProxyState {
         let names = config.routes.iter().map(|r| r.name.as_str());
         let metrics = Arc::new(Metrics::new(names.chain([crate::config::DEFAULT_ROUTE]))?);
         let spec = &config.idempotency;
-        let store: Arc<dyn Store> = match &spec.store {
-            StoreKind::Memory => Arc::new(MemoryStore::new(spec.max_records)),
-            StoreKind::Embedded(path) => Arc::new(EmbeddedStore::open(path, spec.max_records)?),
+        let redis = match &config.redis {
+            Some(r) => Some(Arc::new(RedisPool::new(r)?)),
+            None => None,
+        };
+        let store: Arc<dyn Store> = match (&spec.store, &redis) {
+            (StoreKind::Memory, _) => Arc::new(MemoryStore::new(spec.max_records)),
+            (StoreKind::Embedded(path), _) => {
+                Arc::new(EmbeddedStore::open(path, spec.max_records)?)
+            }
+            (StoreKind::Redis, Some(pool)) => {
+                Arc::new(RedisStore::new(pool.clone(), spec.max_records))
+            }
+            (StoreKind::Redis, None) => {
+                anyhow::bail!("idempotency.store = \"redis\" needs [redis]")
+            }
         };
         Ok(ProxyState {
-            gates: Arc::new(Gates::new(config, &metrics.limits)),
+            gates: Arc::new(Gates::new(config, &metrics.limits, redis.as_ref())),
+            store_shared: spec.store == StoreKind::Redis,
+            fails_closed: fails_closed(config),
+            redis,
             budget: Arc::new(budget(config)),
             idempotency: Idempotency::new(store, spec.settings.clone()),
             upstream: Upstream::new(&config.upstream)?,
@@ -135,7 +158,11 @@ impl ProxyState {
             },
             gates: match limits(config) == limits(old) {
                 true => self.gates.clone(),
-                false => Arc::new(Gates::new(config, &self.metrics.limits)),
+                false => Arc::new(Gates::new(
+                    config,
+                    &self.metrics.limits,
+                    self.redis.as_ref(),
+                )),
             },
             budget: match config.retry_budget == old.retry_budget {
                 true => self.budget.clone(),
@@ -149,6 +176,9 @@ impl ProxyState {
             metrics: self.metrics.clone(),
             jitter: jitter(config),
             max_body: config.max_request_body,
+            redis: self.redis.clone(),
+            store_shared: self.store_shared,
+            fails_closed: fails_closed(config),
         })
     }
 
@@ -158,6 +188,27 @@ impl ProxyState {
 
     pub fn idempotency(&self) -> &Idempotency {
         &self.idempotency
+    }
+
+    pub fn gates(&self) -> &Gates {
+        &self.gates
+    }
+
+    pub fn redis(&self) -> Option<&Arc<RedisPool>> {
+        self.redis.as_ref()
+    }
+
+    /// Whether a failing idempotency store makes this replica unready. A store of this pod
+    /// alone (embedded) failing is this pod's problem: take it out of rotation. A shared store
+    /// (Redis) failing is every replica's problem at once: taking them all out would turn a
+    /// Redis outage into a full outage, so they stay ready and degrade by their routes'
+    /// `on_store_error`, unless some route fails closed, whose payments would be refused.
+    pub fn store_is_shared(&self) -> bool {
+        self.store_shared
+    }
+
+    pub fn store_blocks_readiness(&self) -> bool {
+        !self.store_shared || self.fails_closed
     }
 
     /// Handles one request received on a connection whose local address is `local`.
@@ -337,6 +388,12 @@ impl ProxyState {
         }
         Ok(Response::from_parts(parts, full(bytes)))
     }
+}
+
+fn fails_closed(config: &Config) -> bool {
+    std::iter::once(&config.default_idempotency)
+        .chain(config.routes.iter().map(|r| &r.idempotency))
+        .any(|p| p.on_store_error == FailMode::Closed)
 }
 
 fn routes(config: &Config) -> RouteTable {

@@ -51,6 +51,7 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         running.idempotency.prune_interval != new.idempotency.prune_interval,
         "idempotency.prune_interval",
     );
+    check(running.redis != new.redis, "redis");
     check(
         running.reload_poll_interval != new.reload_poll_interval,
         "server.reload_poll_interval",

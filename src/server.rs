@@ -95,6 +95,7 @@ impl Server {
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
         let prune_task = tokio::spawn(prune_periodically(self.state.clone(), self.prune_interval));
+        let probe_task = tokio::spawn(probe_redis(self.state.clone()));
         let reload_task = self.watch.map(|(path, config)| {
             // Installed before "serving" is logged: a SIGHUP must never find no handler.
             let hangups = reload::hangup_signals();
@@ -171,6 +172,8 @@ impl Server {
         let _ = admin_task.await;
         prune_task.abort();
         let _ = prune_task.await;
+        probe_task.abort();
+        let _ = probe_task.await;
         if let Some(task) = reload_task {
             task.abort();
             let _ = task.await;
@@ -204,6 +207,32 @@ async fn prune_periodically(state: LiveState, every: Duration) {
         current
             .idempotency()
             .prune(&current.metrics().idempotency)
+            .await;
+    }
+}
+
+/// How often a shared (Redis) store is probed.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// With the Redis store, a probe each second: readiness, the health gauge and the state-change
+/// log follow Redis within a second, with or without traffic, instead of at the next prune.
+async fn probe_redis(state: LiveState) {
+    let mut ticks = tokio::time::interval(PROBE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let current = state.load_full();
+        let (Some(pool), true) = (current.redis(), current.store_is_shared()) else {
+            continue;
+        };
+        let check = async {
+            pool.probe()
+                .await
+                .map_err(|e| crate::idempotency::StoreError::Backend(e.to_string()))
+        };
+        current
+            .idempotency()
+            .probe(&current.metrics().idempotency, check)
             .await;
     }
 }

@@ -12,11 +12,13 @@ if ! need cargo-nextest; then
 fi
 
 # `kill` sends SIGTERM/SIGHUP in the lifecycle and reload tests (procps); promtool and a real
-# Prometheus server check the metrics (Debian's prometheus package).
+# Prometheus server check the metrics (Debian's prometheus package); the tests/redis_*.rs
+# start redis-server processes of their own (Debian's redis-server; they fail without it).
 missing=()
 missing_sdk=()
 need kill || missing+=(procps)
 { need promtool && need prometheus; } || missing+=(prometheus)
+need redis-server || missing+=(redis-server)
 # tests/chaos_netns.rs: a network namespace (iproute2) with nftables reject and drop rules.
 need ip || missing+=(iproute2)
 need nft || missing+=(nftables)

@@ -96,6 +96,7 @@ async fn main() {
         max_wait: Duration::from_secs(1),
         adaptive: true,
         min_rate: 1.0,
+        shared: None,
     });
     let mut samples = Vec::with_capacity(n * 10);
     for _ in 0..n * 10 {
@@ -152,6 +153,7 @@ async fn accuracy() {
         max_wait: Duration::from_secs(60),
         adaptive: false,
         min_rate: 1.0,
+        shared: None,
     }));
     let start = Instant::now();
     let mut tasks = Vec::new();

@@ -99,6 +99,8 @@ pub enum StoreKind {
     Memory,
     /// A redb file; relative paths were resolved against the config file's directory.
     Embedded(PathBuf),
+    /// The `[redis]` server, shared by every replica.
+    Redis,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,15 +114,24 @@ pub struct IdempotencySpec {
 pub(super) fn spec(
     raw: &RawIdempotency,
     base_dir: &Path,
+    has_redis: bool,
     issue: &mut impl FnMut(String, String),
 ) -> IdempotencySpec {
     let store = match raw.store.as_str() {
         "memory" => StoreKind::Memory,
         "embedded" => StoreKind::Embedded(base_dir.join(&raw.path)),
+        "redis" if has_redis => StoreKind::Redis,
+        "redis" => {
+            issue(
+                "idempotency.store".into(),
+                "\"redis\" needs a [redis] table with the server's url".into(),
+            );
+            StoreKind::Memory
+        }
         other => {
             issue(
                 "idempotency.store".into(),
-                format!("expected \"embedded\" or \"memory\", got {other:?}"),
+                format!("expected \"embedded\", \"memory\" or \"redis\", got {other:?}"),
             );
             StoreKind::Memory
         }

@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::duration;
+use super::redis::RedisSpec;
 use crate::breaker::BreakerSpec;
-use crate::ratelimit::LimitSpec;
+use crate::ratelimit::{LimitSpec, SharedSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +26,11 @@ pub(crate) struct RawRateLimit {
     pub adaptive: bool,
     #[serde(default = "default_min_rate")]
     pub min_rate: f64,
+    /// "local" (this process only) or "redis" (one limit shared by every replica).
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    /// With the redis backend: the local rate used while Redis cannot be reached.
+    pub fallback_rate: Option<f64>,
 }
 
 impl Default for RawRateLimit {
@@ -36,6 +42,8 @@ impl Default for RawRateLimit {
             max_wait: default_max_wait(),
             adaptive: true,
             min_rate: default_min_rate(),
+            backend: default_backend(),
+            fallback_rate: None,
         }
     }
 }
@@ -89,6 +97,9 @@ fn default_burst() -> u32 {
 fn default_max_wait() -> Duration {
     Duration::from_secs(2)
 }
+fn default_backend() -> String {
+    "local".into()
+}
 fn default_min_rate() -> f64 {
     1.0
 }
@@ -117,6 +128,7 @@ fn default_probes() -> u32 {
 pub(super) fn limit(
     raw: &RawRateLimit,
     at: &str,
+    redis: Option<&RedisSpec>,
     issue: &mut impl FnMut(String, String),
 ) -> Option<LimitSpec> {
     if raw.rate.is_nan() || raw.rate < 0.01 || raw.rate > 100_000.0 {
@@ -138,13 +150,64 @@ pub(super) fn limit(
             "must be at least 0.01 and at most rate".into(),
         );
     }
+    let shared = shared(raw, at, redis, issue);
     raw.enabled.then_some(LimitSpec {
         rate: raw.rate,
         burst: raw.burst,
         max_wait: raw.max_wait,
         adaptive: raw.adaptive,
         min_rate: raw.min_rate,
+        shared,
     })
+}
+
+/// The shared part of a limiter: `backend = "redis"` needs a `[redis]` table; its fallback
+/// is a local share of the rate, `rate / redis.replicas` unless `fallback_rate` says otherwise.
+fn shared(
+    raw: &RawRateLimit,
+    at: &str,
+    redis: Option<&RedisSpec>,
+    issue: &mut impl FnMut(String, String),
+) -> Option<SharedSpec> {
+    match (raw.backend.as_str(), redis) {
+        ("local", _) => {
+            if raw.fallback_rate.is_some() {
+                issue(
+                    format!("{at}.fallback_rate"),
+                    "only applies with backend = \"redis\"".into(),
+                );
+            }
+            None
+        }
+        ("redis", None) => {
+            issue(
+                format!("{at}.backend"),
+                "\"redis\" needs a [redis] table with the server's url".into(),
+            );
+            None
+        }
+        ("redis", Some(redis)) => {
+            let fallback = raw
+                .fallback_rate
+                .unwrap_or(raw.rate / f64::from(redis.replicas.max(1)));
+            if fallback.is_nan() || fallback < 0.01 || fallback > raw.rate {
+                issue(
+                    format!("{at}.fallback_rate"),
+                    "must be at least 0.01 and at most rate".into(),
+                );
+            }
+            Some(SharedSpec {
+                fallback_rate: fallback.clamp(0.01, raw.rate.max(0.01)),
+            })
+        }
+        (other, _) => {
+            issue(
+                format!("{at}.backend"),
+                format!("expected \"local\" or \"redis\", got {other:?}"),
+            );
+            None
+        }
+    }
 }
 
 pub(super) fn breaker(

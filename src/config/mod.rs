@@ -10,6 +10,7 @@ mod duration;
 mod idempotency;
 mod limits;
 mod location;
+mod redis;
 mod retry;
 mod validate;
 
@@ -20,11 +21,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use idempotency::{IdempotencySpec, StoreKind, builtin_route_policy};
+pub use redis::{RedisSpec, RedisUrl};
 pub use retry::{BudgetSpec, SDK_TIMEOUT, builtin_policy};
 pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec, UpstreamSpec};
 
 use idempotency::{RawIdempotency, RawRoutePolicy};
 use limits::{RawBreaker, RawRateLimit};
+use redis::RawRedis;
 use retry::{RawBudget, RawRetry};
 
 /// A problem in a configuration file, located by key and line where that is known.
@@ -132,6 +135,7 @@ pub(crate) struct RawConfig {
     pub breaker: RawBreaker,
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
+    pub redis: Option<RawRedis>,
 }
 
 #[derive(Debug, Deserialize)]

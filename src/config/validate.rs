@@ -14,6 +14,7 @@ use rustls::pki_types::pem::PemObject;
 
 use super::idempotency::{self as idem, IdempotencySpec};
 use super::limits;
+use super::redis::{self, RedisSpec};
 use super::retry::{self, BudgetSpec};
 use super::{ConfigIssue, RawConfig, RawUpstream};
 use crate::breaker::BreakerSpec;
@@ -48,6 +49,8 @@ pub struct Config {
     /// The upstream-wide limiter and breaker; `None` when disabled.
     pub rate_limit: Option<LimitSpec>,
     pub breaker: Option<BreakerSpec>,
+    /// The Redis shared by replicas, when the store or a limiter uses it.
+    pub redis: Option<RedisSpec>,
 }
 
 /// Where requests go and how connections to it behave.
@@ -125,8 +128,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
 
     let default_retry = retry::policy(&retry::builtin_policy(), &raw.retry, "retry", &mut issue);
     let retry_budget = retry::budget(&raw.retry_budget, &mut issue);
-    let idempotency = idem::spec(&raw.idempotency, base_dir, &mut issue);
-    let rate_limit = limits::limit(&raw.rate_limit, "rate_limit", &mut issue);
+    let redis = raw.redis.as_ref().map(|r| redis::spec(r, &mut issue));
+    let idempotency = idem::spec(&raw.idempotency, base_dir, redis.is_some(), &mut issue);
+    let rate_limit = limits::limit(&raw.rate_limit, "rate_limit", redis.as_ref(), &mut issue);
     let breaker = limits::breaker(&raw.breaker, "breaker", &mut issue);
     let default_idempotency = idem::route_policy(
         &idem::builtin_route_policy(),
@@ -181,10 +185,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             &mut issue,
         );
         let at = format!("route[{i}]");
-        let route_limit = r
-            .rate_limit
-            .as_ref()
-            .and_then(|l| limits::limit(l, &format!("{at}.rate_limit"), &mut issue));
+        let route_limit = r.rate_limit.as_ref().and_then(|l| {
+            limits::limit(l, &format!("{at}.rate_limit"), redis.as_ref(), &mut issue)
+        });
         let route_breaker = r
             .breaker
             .as_ref()
@@ -221,6 +224,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             default_idempotency,
             rate_limit,
             breaker,
+            redis,
         }),
         _ => Err(issues),
     }

@@ -66,6 +66,7 @@ fn fingerprints_ignore_parameter_order_only() {
         query: None,
         headers: Default::default(),
         body: Default::default(),
+        received: std::time::Instant::now(),
     };
     let a = fingerprint(&request("/v1/refunds"), &params("a=1&b=2"));
     assert_eq!(a, fingerprint(&request("/v1/refunds"), &params("b=2&a=1")));

@@ -37,6 +37,8 @@ pub struct SeenRequest {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the request (its body included) had arrived: what a provider's limiter counts.
+    pub received: std::time::Instant,
 }
 
 impl SeenRequest {
@@ -87,6 +89,7 @@ impl App {
             query: parts.uri.query().map(str::to_owned),
             headers: parts.headers,
             body,
+            received: std::time::Instant::now(),
         };
         self.record(&seen);
         let fault = self.faults.take(&seen.method, &seen.path);

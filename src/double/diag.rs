@@ -117,6 +117,7 @@ mod tests {
             query: query.map(Into::into),
             headers,
             body: Bytes::from_static(b"x=1\xff"),
+            received: std::time::Instant::now(),
         }
     }
 

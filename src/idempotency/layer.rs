@@ -93,9 +93,23 @@ impl Idempotency {
         m.store_op(name, started.elapsed(), result.is_ok());
         // A full store is working as configured (new keys go out undeduplicated until the
         // prune makes room); only a failing backend makes payguard unready.
-        let failing = matches!(result, Err(StoreError::Backend(_)));
-        self.0.healthy.store(!failing, Ordering::Relaxed);
-        if let Err(e) = &result {
+        // One log line when the store's health changes, not one per request: an outage would
+        // otherwise flood the log at the request rate.
+        match &result {
+            Err(e @ StoreError::Backend(_)) => {
+                if self.0.healthy.swap(false, Ordering::Relaxed) {
+                    m.store_healthy.set(0);
+                    tracing::warn!(op = name, error = %e, "idempotency store failing; routes follow their on_store_error");
+                }
+            }
+            _ => {
+                if !self.0.healthy.swap(true, Ordering::Relaxed) {
+                    m.store_healthy.set(1);
+                    tracing::info!(op = name, "idempotency store answers again");
+                }
+            }
+        }
+        if let Err(e @ StoreError::Full(_)) = &result {
             tracing::warn!(op = name, error = %e, "idempotency store operation failed");
         }
         result
@@ -265,6 +279,21 @@ impl Idempotency {
         if let Ok(count) = self.op(m, "count", self.0.store.count()).await {
             m.records.set(i64::try_from(count).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Checks that the store answers: `check` (a backend's own, e.g. that Redis is not a
+    /// cluster node), then a `count`. Updates health like any operation, so readiness and the
+    /// health gauge follow the store even while no request arrives.
+    pub async fn probe(
+        &self,
+        m: &IdempotencyMetrics,
+        check: impl Future<Output = Result<(), StoreError>>,
+    ) {
+        let probe = async {
+            check.await?;
+            self.0.store.count().await.map(drop)
+        };
+        let _ = self.op(m, "probe", probe).await;
     }
 
     fn degrade(

@@ -25,6 +25,7 @@ pub mod fingerprint;
 mod guard;
 mod layer;
 pub mod memory;
+pub mod redis;
 pub mod store;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

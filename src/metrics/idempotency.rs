@@ -21,6 +21,8 @@ pub struct IdempotencyMetrics {
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
     pub records: IntGauge,
+    /// 1 while the store answers, 0 after a failure until an operation succeeds again.
+    pub store_healthy: IntGauge,
 }
 
 impl IdempotencyMetrics {
@@ -68,8 +70,16 @@ impl IdempotencyMetrics {
                 "payguard_idempotency_records",
                 "Records held by the store, as of the last prune.",
             )?,
+            store_healthy: gauge(
+                r,
+                "payguard_idempotency_store_healthy",
+                "1 while the idempotency store answers; 0 after a failure, until an operation succeeds.",
+            )?,
         };
-        for op in ["claim", "complete", "release", "bind", "prune", "count"] {
+        metrics.store_healthy.set(1);
+        for op in [
+            "claim", "complete", "release", "bind", "prune", "count", "probe",
+        ] {
             metrics.store_errors.with_label_values(&[op]);
         }
         Ok(metrics)

@@ -7,12 +7,15 @@ use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Regis
 
 use super::{counter, histogram};
 use crate::breaker::State;
+use crate::ratelimit::shared::BackendMetrics;
 
 const WAIT_BUCKETS: &[f64] = &[
     0.0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
 pub struct LimitMetrics {
+    backend_errors: IntCounterVec,
+    backend_healthy: IntGaugeVec,
     wait: HistogramVec,
     rejected: IntCounterVec,
     rate: GaugeVec,
@@ -39,7 +42,22 @@ impl LimitMetrics {
             &["breaker"],
         )?;
         r.register(Box::new(state.clone()))?;
+        let backend_healthy = IntGaugeVec::new(
+            Opts::new(
+                "payguard_ratelimit_backend_healthy",
+                "1 while a shared limiter reaches Redis, 0 while it limits locally at its fallback rate.",
+            ),
+            &["limiter"],
+        )?;
+        r.register(Box::new(backend_healthy.clone()))?;
         Ok(LimitMetrics {
+            backend_errors: counter(
+                r,
+                "payguard_ratelimit_backend_errors_total",
+                "Reservations a shared limiter could not make in Redis (each fell back to local limiting).",
+                &["limiter"],
+            )?,
+            backend_healthy,
             wait: histogram(
                 r,
                 "payguard_ratelimit_wait_seconds",
@@ -74,6 +92,14 @@ impl LimitMetrics {
     pub fn limiter(&self, name: &str, rate: f64) {
         self.rate.with_label_values(&[name]).set(rate);
         self.rejected.with_label_values(&[name]);
+    }
+
+    /// The handles of a shared limiter's backend health.
+    pub fn backend(&self, name: &str) -> BackendMetrics {
+        BackendMetrics {
+            errors: self.backend_errors.with_label_values(&[name]),
+            healthy: self.backend_healthy.with_label_values(&[name]),
+        }
     }
 
     pub fn breaker(&self, name: &str) {

@@ -187,6 +187,11 @@ impl Metrics {
         RouteObserver::new(&self.retry, route)
     }
 
+    /// Every family's current values, for reports computed from them (`/stats`).
+    pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+
     /// The Prometheus text exposition of every family.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

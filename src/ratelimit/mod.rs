@@ -17,15 +17,22 @@
 //! Adaptive rate ([`adaptive`]): a 429 from the provider despite the limiter means someone else
 //! shares the account's budget, so the rate is halved (down to a floor); each second without a
 //! 429 gives back a tenth of the configured rate, never above it.
+//!
+//! Several replicas share one limit through Redis with [`shared`]: the same reservation, on
+//! one Redis key, behind the same [`Limiter`] interface.
 
 pub mod adaptive;
+pub mod shared;
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use adaptive::Adaptive;
+use shared::{BackendMetrics, Shared};
+
+use crate::shared::RedisPool;
 
 /// A limiter's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,6 +47,15 @@ pub struct LimitSpec {
     pub adaptive: bool,
     /// The floor of the adaptive rate.
     pub min_rate: f64,
+    /// Shared through Redis by every replica, rather than kept by this process alone.
+    pub shared: Option<SharedSpec>,
+}
+
+/// The settings of a limiter shared through Redis.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SharedSpec {
+    /// The rate this process keeps to on its own while Redis cannot be reached: its share.
+    pub fallback_rate: f64,
 }
 
 /// Why an attempt was not granted.
@@ -59,9 +75,12 @@ struct State {
 pub struct Limiter {
     spec: LimitSpec,
     state: Mutex<State>,
+    /// Set when the reservations are shared with other replicas through Redis.
+    shared: Option<Box<Shared>>,
 }
 
 impl Limiter {
+    /// A limiter of this process alone.
     pub fn new(spec: LimitSpec) -> Limiter {
         Limiter {
             state: Mutex::new(State {
@@ -69,7 +88,44 @@ impl Limiter {
                 adaptive: Adaptive::new(spec.rate, spec.min_rate, Instant::now()),
             }),
             spec,
+            shared: None,
         }
+    }
+
+    /// A limiter named `name` whose reservations are shared through Redis when `spec.shared`
+    /// is set; without a pool (Redis configured after start) it keeps to its fallback rate.
+    pub fn with_backend(
+        name: &str,
+        spec: LimitSpec,
+        pool: Option<&Arc<RedisPool>>,
+        metrics: impl FnOnce() -> BackendMetrics,
+    ) -> Limiter {
+        let Some(shared) = spec.shared else {
+            return Limiter::new(spec);
+        };
+        let fallback = Limiter::new(LimitSpec {
+            rate: shared.fallback_rate,
+            min_rate: spec.min_rate.min(shared.fallback_rate),
+            shared: None,
+            ..spec
+        });
+        let Some(pool) = pool else {
+            return fallback;
+        };
+        Limiter {
+            shared: Some(Box::new(Shared::new(
+                name,
+                pool.clone(),
+                fallback,
+                metrics(),
+            ))),
+            ..Limiter::new(spec)
+        }
+    }
+
+    /// Whether a shared limiter reaches Redis; `None` for a local one.
+    pub fn backend_healthy(&self) -> Option<bool> {
+        self.shared.as_ref().map(|s| s.healthy())
     }
 
     /// Reserves a send time no later than `wait_limit` from now, or refuses. The reservation
@@ -94,6 +150,33 @@ impl Limiter {
     /// Waits for this attempt's turn, at most `max_wait` and at most `deadline_left`.
     /// Returns how long it waited.
     pub async fn acquire(&self, deadline_left: Duration) -> Result<Duration, Refused> {
+        if let Some(shared) = &self.shared {
+            let started = Instant::now();
+            let rate = self.effective_rate();
+            let limit = self.spec.max_wait.min(deadline_left);
+            match shared.reserve(rate, self.spec.burst, limit).await {
+                Ok(reserved) => {
+                    shared.record(Ok(()));
+                    // Counted from the reply, not from the script's run: half a round trip
+                    // late rather than early, so replicas never send ahead of the schedule.
+                    let wait = reserved?;
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    return Ok(started.elapsed());
+                }
+                Err(e) => {
+                    shared.record(Err(&e));
+                    let left = deadline_left.saturating_sub(started.elapsed());
+                    return shared.fallback.acquire_local(left).await;
+                }
+            }
+        }
+        self.acquire_local(deadline_left).await
+    }
+
+    /// [`Limiter::acquire`] on this process's own reservations.
+    async fn acquire_local(&self, deadline_left: Duration) -> Result<Duration, Refused> {
         let now = Instant::now();
         let at = self.reserve(now, self.spec.max_wait.min(deadline_left))?;
         // Only sleep when there is something to wait for: the timer has millisecond
@@ -106,6 +189,9 @@ impl Limiter {
 
     /// Tells the limiter the provider answered 429 despite it.
     pub fn throttled(&self) {
+        if let Some(shared) = &self.shared {
+            shared.fallback.throttled();
+        }
         if self.spec.adaptive {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.adaptive.decrease(Instant::now());

@@ -11,6 +11,7 @@ fn spec(rate: f64, burst: u32, max_wait: Duration) -> LimitSpec {
         max_wait,
         adaptive: true,
         min_rate: 1.0,
+        shared: None,
     }
 }
 

@@ -6,6 +6,8 @@
 
 pub mod faultproxy;
 pub mod process;
+pub mod redis;
+pub mod replicas;
 pub mod sdk;
 
 use std::net::SocketAddr;
