@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod breaker;
 pub mod config;
+pub mod crashpoints;
 pub mod demo;
 pub mod double;
 pub mod error;

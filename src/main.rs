@@ -87,6 +87,8 @@ fn report(e: &ConfigError) -> ExitCode {
 
 fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
     payguard::telemetry::init(config.log_format, &config.log_level)?;
+    #[cfg(feature = "failpoints")]
+    payguard::crashpoints::arm_from_env().map_err(anyhow::Error::msg)?;
     // One worker needs no work stealing: the current-thread scheduler does the same job with
     // less synchronisation. Blocking work (the embedded store) still goes to the blocking pool.
     let mut runtime = match config.worker_threads {

@@ -382,6 +382,7 @@ impl ProxyState {
             false => None,
         };
 
+        crate::crash_point!(crate::crashpoints::AFTER_CLAIM);
         let replay_safe = is_idempotent(&parts.method) || has_idempotency_key(&parts.headers);
         let observer = self.metrics.for_route(&route.name);
         let finished = retry::send_with_retries(
@@ -402,6 +403,7 @@ impl ProxyState {
             },
         )
         .await;
+        crate::crash_point!(crate::crashpoints::AFTER_RESPONSE);
         let verdict = resolver::judge(&finished.outcome, finished.attempts);
         if let Some(ticket) = ticket {
             let retry_at = after(self.journal.now_ms(), self.resolver.base_delay);

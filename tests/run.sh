@@ -15,13 +15,40 @@ fi
 # Prometheus server check the metrics (Debian's prometheus package); the tests/redis_*.rs
 # start redis-server processes of their own (Debian's redis-server; they fail without it).
 missing=()
+missing_sdk=()
 need kill || missing+=(procps)
 { need promtool && need prometheus; } || missing+=(prometheus)
 need redis-server || missing+=(redis-server)
+# tests/chaos_netns.rs: a network namespace (iproute2) with nftables reject and drop rules.
+need ip || missing+=(iproute2)
+need nft || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The SDK end-to-end tests (tests/sdk.rs, tests/sdk_errors.rs) run the official SDKs:
+# stripe-node from the committed lock file, stripe-python at the version the tests expect
+# (their exception mapping was read from these versions' sources), Debian's python3-stripe.
+need node && need npm || missing_sdk+=(nodejs npm)
+need python3 || missing_sdk+=(python3 python3-pip)
+# Debian's own python3-stripe (5.0.0), run with Debian's /usr/bin/python3.
+[ -f /usr/lib/python3/dist-packages/stripe/__init__.py ] || missing_sdk+=(python3-stripe)
+if [ ${#missing_sdk[@]} -gt 0 ]; then
+  echo "installing ${missing_sdk[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_sdk[@]}" >/dev/null
+fi
+if [ ! -f tests/sdk/node/node_modules/stripe/package.json ]; then
+  echo "installing stripe-node (npm ci)" >&2
+  npm ci --prefix tests/sdk/node --no-audit --no-fund --loglevel=error
+fi
+STRIPE_PYTHON=16.1.0
+if ! python3 -c "import stripe, sys; sys.exit(stripe.VERSION != '$STRIPE_PYTHON')" 2>/dev/null; then
+  echo "installing stripe-python $STRIPE_PYTHON" >&2
+  python3 -m pip install --quiet "stripe==$STRIPE_PYTHON" ||
+    python3 -m pip install --quiet --break-system-packages "stripe==$STRIPE_PYTHON"
 fi
 
 # Deployment files: hadolint on the Dockerfile, Kubernetes schema validation of the
@@ -29,5 +56,6 @@ fi
 cargo build --quiet --bin payguard
 PAYGUARD="$PWD/target/debug/payguard" bash deploy/check.sh
 
-# Last, so its summary is the run's closing line.
-cargo nextest run --workspace --all-targets --no-fail-fast
+# Last, so its summary is the run's closing line. `failpoints` compiles in the crash points
+# that tests/crash_points.rs kills payguard at (inert unless PAYGUARD_CRASH_AT names one).
+cargo nextest run --workspace --all-targets --features failpoints --no-fail-fast

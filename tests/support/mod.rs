@@ -4,10 +4,12 @@
 //! in parallel without sharing ports or counters.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod faultproxy;
 pub mod process;
 pub mod redis;
 pub mod replicas;
 pub mod resolver;
+pub mod sdk;
 
 use std::net::SocketAddr;
 

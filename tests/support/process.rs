@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_payguard");
@@ -22,9 +23,30 @@ pub struct Process {
 /// Starts `payguard run --config <file>` and waits for it to log where it listens. The config
 /// should listen on port 0 and log at info level.
 pub async fn spawn_payguard(config: &Path) -> Process {
-    let mut child = tokio::process::Command::new(BIN)
+    spawn_payguard_with(config, &[], None).await
+}
+
+/// As [`spawn_payguard`], with extra environment variables, and every log line after the
+/// start also sent to `tap` as it arrives (for tests that wait for a line).
+pub async fn spawn_payguard_with(
+    config: &Path,
+    env: &[(&str, &str)],
+    tap: Option<UnboundedSender<String>>,
+) -> Process {
+    let mut command = tokio::process::Command::new(BIN);
+    command
         .args(["run", "--config"])
         .arg(config)
+        .envs(env.iter().copied());
+    spawn_command(command, tap).await
+}
+
+/// Starts payguard from a prepared command (e.g. `ip netns exec NS payguard run ...`).
+pub async fn spawn_command(
+    mut command: tokio::process::Command,
+    tap: Option<UnboundedSender<String>>,
+) -> Process {
+    let mut child = command
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -45,6 +67,9 @@ pub async fn spawn_payguard(config: &Path) -> Process {
     let log = tokio::spawn(async move {
         let mut all = Vec::new();
         while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(tap) = &tap {
+                let _ = tap.send(line.clone());
+            }
             all.push(line);
         }
         all
