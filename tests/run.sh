@@ -27,5 +27,8 @@ fi
 cargo build --quiet --bin payguard
 PAYGUARD="$PWD/target/debug/payguard" bash deploy/check.sh
 
+# The fuzz targets, built and run briefly each (installs cargo-fuzz when missing).
+bash fuzz/smoke.sh
+
 # Last, so its summary is the run's closing line.
 cargo nextest run --workspace --all-targets --no-fail-fast
