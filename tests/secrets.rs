@@ -1,7 +1,8 @@
 //! No secret ever reaches payguard's logs or metrics: not the API key (in `Authorization`,
 //! bearer or basic), not the `Stripe-Account`, not card data in a body, not proxy credentials
 //! or a URL's userinfo; under ordinary traffic, provider faults and every hostile input of the
-//! `hostile_*` tests, with the real binary logging JSON at debug level.
+//! `hostile_*` tests, with the real binary logging JSON at trace level (the most any operator
+//! could turn on, debug included).
 
 mod support;
 
@@ -114,7 +115,7 @@ async fn secrets_never_reach_logs_or_metrics() {
         "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
          [upstream]\nurl = \"{}\"\n\
          [server]\nmax_request_body_bytes = 4096\nheader_read_timeout = \"300ms\"\n\
-         [log]\nformat = \"json\"\nlevel = \"debug\"\n\
+         [log]\nformat = \"json\"\nlevel = \"trace\"\n\
          [retry]\nbase_delay = \"1ms\"\nmax_delay = \"2ms\"\nattempt_timeout = \"300ms\"\ndeadline = \"1s\"\n\
          [idempotency]\nstore = \"memory\"\nmax_records = 5\n",
         provider.url()
