@@ -236,3 +236,29 @@ async fn oversized_heads_get_431_and_oversized_bodies_413_without_being_read() {
     assert!(upstream.requests().is_empty(), "nothing went upstream");
     still_serves(&proxy).await;
 }
+
+#[tokio::test]
+async fn an_oversized_http2_head_is_refused_and_the_connection_keeps_serving() {
+    let (proxy, upstream) = setup("").await;
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let request = |padding: usize| {
+        http::Request::post(proxy.url("/v1/refunds"))
+            .header("authorization", "Bearer sk_test_payguard")
+            .header("x-padding", "a".repeat(padding))
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"a=1")))
+            .unwrap()
+    };
+    // Over the 16 KiB header list payguard advertises: refused, never forwarded.
+    match h2.request(request(64 * 1024)).await {
+        Ok(response) => assert_eq!(response.status(), 431),
+        Err(e) => assert!(!e.is_connect(), "{e}"),
+    }
+    assert!(upstream.requests().is_empty(), "nothing went upstream");
+    let response = h2
+        .request(request(10))
+        .await
+        .expect("served after the refusal");
+    assert_eq!(response.status(), 200);
+}
