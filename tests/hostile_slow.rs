@@ -154,7 +154,7 @@ async fn a_body_that_never_finishes_gets_408_within_the_deadline() {
         Some("payguard_body_timeout")
     );
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
