@@ -101,11 +101,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout);
+        let builder = connection_builder(self.header_read_timeout);
         let graceful = GracefulShutdown::new();
         let prune_task = tokio::spawn(prune_periodically(self.state.clone(), self.prune_interval));
         let reload_task = self.watch.map(|(path, config)| {
@@ -116,6 +112,7 @@ impl Server {
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel();
         let admin_task = tokio::spawn(serve_admin(
             self.admin,
+            self.header_read_timeout,
             self.state.clone(),
             self.ready.clone(),
             admin_stopped,
@@ -194,6 +191,17 @@ impl Server {
     }
 }
 
+/// The HTTP/1 + HTTP/2 connection builder of both listeners, with the head timeout armed
+/// (hyper ignores it without a timer).
+fn connection_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
+}
+
 /// Drives one client connection, closing it if no request starts within `first_within`.
 async fn serve_connection<E: std::fmt::Display>(
     connection: impl Future<Output = Result<(), E>>,
@@ -244,13 +252,16 @@ async fn prune_periodically(state: LiveState, every: Duration) {
     }
 }
 
+/// The admin listener, usually reachable from the whole pod network: it gets the same
+/// slow-client protection as the proxy listener.
 async fn serve_admin(
     listener: TcpListener,
+    header_read_timeout: Duration,
     state: LiveState,
     ready: Readiness,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = connection_builder(header_read_timeout);
     let mut connections = JoinSet::new();
     tokio::pin!(stop);
     loop {
@@ -267,17 +278,18 @@ async fn serve_admin(
             },
         };
         let (state, ready) = (state.clone(), ready.clone());
-        let service = hyper::service::service_fn(move |request| {
-            admin::serve(request, state.clone(), ready.clone())
+        let requests = Arc::new(Notify::new());
+        let service = hyper::service::service_fn({
+            let requests = requests.clone();
+            move |request| {
+                requests.notify_one();
+                admin::serve(request, state.clone(), ready.clone())
+            }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        connections.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "admin connection ended with an error");
-            }
-        });
+        connections.spawn(serve_connection(connection, requests, header_read_timeout));
     }
     connections.shutdown().await;
 }

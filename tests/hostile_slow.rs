@@ -94,11 +94,18 @@ async fn a_connection_that_never_starts_a_request_is_closed() {
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         b"\r\n\r\n\r\n",
     ];
+    // On the admin listener too, which usually faces the whole pod network; plus a head
+    // trickled there that never ends.
     let mut idle = Vec::new();
-    for opener in openers {
-        let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-        stream.write_all(opener).await.unwrap();
-        idle.push((opener, stream));
+    for addr in [proxy.addr, proxy.admin] {
+        for opener in openers
+            .iter()
+            .chain([&&b"GET /metrics HTTP/1.1\r\nX-Slow: "[..]])
+        {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream.write_all(opener).await.unwrap();
+            idle.push((*opener, stream));
+        }
     }
     let started = Instant::now();
     for (opener, stream) in &mut idle {
@@ -109,6 +116,7 @@ async fn a_connection_that_never_starts_a_request_is_closed() {
         );
     }
     assert!(started.elapsed() < SLACK);
+    assert_eq!(get(&proxy.admin_url("/metrics")).await.status, 200);
 
     // A keep-alive connection is not cut while its request is being answered, and serves
     // a second request right after the first.
