@@ -21,6 +21,8 @@ pub enum ProxyError {
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error("payguard is a reverse proxy for its configured upstream; it does not forward to {0}")]
     ForeignTarget(String),
     #[error("payguard does not tunnel CONNECT requests")]
@@ -66,6 +68,7 @@ impl ProxyError {
         match self {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BodyRead(_) | ProxyError::ForeignTarget(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ProxyError::Connect => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamIo(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -85,6 +88,7 @@ impl ProxyError {
         match self {
             ProxyError::BodyTooLarge { .. } => "payguard_body_too_large",
             ProxyError::BodyRead(_) => "payguard_bad_request",
+            ProxyError::BodyTimeout(_) => "payguard_body_timeout",
             ProxyError::ForeignTarget(_) => "payguard_forward_proxy_refused",
             ProxyError::Connect => "payguard_connect_refused",
             ProxyError::UpstreamConnect(_) => "payguard_upstream_unreachable",

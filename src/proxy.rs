@@ -316,10 +316,18 @@ impl ProxyState {
 
     async fn forward(&self, request: Request<Incoming>, route: &RouteSpec) -> Forwarded {
         let (mut parts, body) = request.into_parts();
-        let body = match read_body(&parts.headers, body, self.max_body).await {
-            Ok(body) => body,
-            Err(e) => return Forwarded::refused(e),
-        };
+        // One deadline for the whole request, from its arrival: reading the body, waiting for
+        // a duplicate, attempts, backoff and storing the response all count against it. So a
+        // client trickling its body cannot hold a connection for longer than that either.
+        let deadline = tokio::time::Instant::now() + route.retry.deadline;
+        let body =
+            match tokio::time::timeout_at(deadline, read_body(&parts.headers, body, self.max_body))
+                .await
+            {
+                Ok(Ok(body)) => body,
+                Ok(Err(e)) => return Forwarded::refused(e),
+                Err(_) => return Forwarded::refused(ProxyError::BodyTimeout(route.retry.deadline)),
+            };
         headers::for_upstream(&mut parts.headers);
         self.dispatch(parts, body, route, true).await.0
     }
@@ -342,9 +350,6 @@ impl ProxyState {
 
         let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let m = &self.metrics.idempotency;
-        // One deadline for the whole request, from its arrival: waiting for a duplicate,
-        // attempts, backoff and storing the body all count against it.
-        let deadline = tokio::time::Instant::now() + route.retry.deadline;
         let admission = self
             .idempotency
             .admit(

@@ -64,6 +64,10 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         running.reload_poll_interval != new.reload_poll_interval,
         "server.reload_poll_interval",
     );
+    check(
+        running.header_read_timeout != new.header_read_timeout,
+        "server.header_read_timeout",
+    );
     keys
 }
 

@@ -4,6 +4,12 @@
 //! the whole sidecar in-process on `127.0.0.1:0` and stop it when they like; `main` passes
 //! SIGTERM/SIGINT. On shutdown payguard stops accepting, reports not-ready, lets in-flight
 //! requests finish up to the drain timeout, and only then returns.
+//!
+//! A client must send each request head within `server.header_read_timeout`. hyper enforces
+//! that for HTTP/1 once it knows the connection is HTTP/1; before that, while the auto builder
+//! reads the first bytes to tell HTTP/1 from HTTP/2, nothing does, and a client that connects
+//! and sends nothing (or half an HTTP/2 preface) would hold its connection for ever. So each
+//! connection must also start its first request within the same time ([`serve_connection`]).
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -16,11 +22,12 @@ use std::time::Duration;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use http::Response;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -37,6 +44,7 @@ pub struct Server {
     proxy_addr: SocketAddr,
     admin_addr: SocketAddr,
     drain_timeout: Duration,
+    header_read_timeout: Duration,
     prune_interval: Duration,
     state: LiveState,
     ready: Readiness,
@@ -68,6 +76,7 @@ impl Server {
             proxy,
             admin,
             drain_timeout: config.drain_timeout,
+            header_read_timeout: config.header_read_timeout,
             prune_interval: config.idempotency.prune_interval,
             state: Arc::new(ArcSwap::from_pointee(ProxyState::new(config)?)),
             ready: Readiness::default(),
@@ -92,7 +101,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let builder = connection_builder(self.header_read_timeout);
         let graceful = GracefulShutdown::new();
         let prune_task = tokio::spawn(prune_periodically(self.state.clone(), self.prune_interval));
         let resolver_task = tokio::spawn(crate::resolver::task::run(self.state.clone()));
@@ -105,6 +114,7 @@ impl Server {
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel();
         let admin_task = tokio::spawn(serve_admin(
             self.admin,
+            self.header_read_timeout,
             self.state.clone(),
             self.ready.clone(),
             admin_stopped,
@@ -134,11 +144,14 @@ impl Server {
             let Some(local) = prepare(&stream) else {
                 continue;
             };
+            // Told of every request, so the connection's first can be awaited with a timeout.
+            let requests = Arc::new(Notify::new());
             let service = ServiceBuilder::new()
                 .layer(CatchPanicLayer::custom(panic_response))
                 .service_fn({
-                    let state = self.state.clone();
+                    let (state, requests) = (self.state.clone(), requests.clone());
                     move |request| {
+                        requests.notify_one();
                         // The request keeps the state it started with, through any reload.
                         let state = state.load_full();
                         async move { Ok::<_, Infallible>(state.handle(request, local).await) }
@@ -147,12 +160,11 @@ impl Server {
             let connection = builder
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                 .into_owned();
-            let connection = graceful.watch(connection);
-            connections.spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "client connection ended with an error");
-                }
-            });
+            connections.spawn(serve_connection(
+                graceful.watch(connection),
+                requests,
+                self.header_read_timeout,
+            ));
         }
 
         self.ready.set(false);
@@ -184,6 +196,38 @@ impl Server {
             let _ = task.await;
         }
         Ok(())
+    }
+}
+
+/// The HTTP/1 + HTTP/2 connection builder of both listeners, with the head timeout armed
+/// (hyper ignores it without a timer).
+fn connection_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    builder
+}
+
+/// Drives one client connection, closing it if no request starts within `first_within`.
+async fn serve_connection<E: std::fmt::Display>(
+    connection: impl Future<Output = Result<(), E>>,
+    requests: Arc<Notify>,
+    first_within: Duration,
+) {
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = &mut connection => ended,
+        // Once a request has arrived this branch is disabled and the connection runs on;
+        // hyper's own header timeout covers every later HTTP/1 request head.
+        Err(_) = tokio::time::timeout(first_within, requests.notified()) => {
+            tracing::debug!(timeout = ?first_within, "no request on a new connection in time; closing it");
+            return;
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "client connection ended with an error");
     }
 }
 
@@ -242,13 +286,16 @@ async fn probe_redis(state: LiveState) {
     }
 }
 
+/// The admin listener, usually reachable from the whole pod network: it gets the same
+/// slow-client protection as the proxy listener.
 async fn serve_admin(
     listener: TcpListener,
+    header_read_timeout: Duration,
     state: LiveState,
     ready: Readiness,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = connection_builder(header_read_timeout);
     let mut connections = JoinSet::new();
     tokio::pin!(stop);
     loop {
@@ -265,17 +312,18 @@ async fn serve_admin(
             },
         };
         let (state, ready) = (state.clone(), ready.clone());
-        let service = hyper::service::service_fn(move |request| {
-            admin::serve(request, state.clone(), ready.clone())
+        let requests = Arc::new(Notify::new());
+        let service = hyper::service::service_fn({
+            let requests = requests.clone();
+            move |request| {
+                requests.notify_one();
+                admin::serve(request, state.clone(), ready.clone())
+            }
         });
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        connections.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "admin connection ended with an error");
-            }
-        });
+        connections.spawn(serve_connection(connection, requests, header_read_timeout));
     }
     connections.shutdown().await;
 }

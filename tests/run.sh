@@ -56,6 +56,9 @@ fi
 cargo build --quiet --bin payguard
 PAYGUARD="$PWD/target/debug/payguard" bash deploy/check.sh
 
+# The fuzz targets, built and run briefly each (installs cargo-fuzz when missing).
+bash fuzz/smoke.sh
+
 # Last, so its summary is the run's closing line. `failpoints` compiles in the crash points
 # that tests/crash_points.rs kills payguard at (inert unless PAYGUARD_CRASH_AT names one).
 cargo nextest run --workspace --all-targets --features failpoints --no-fail-fast

@@ -187,6 +187,8 @@ pub(crate) struct RawServer {
     pub worker_threads: usize,
     #[serde(default = "defaults::reload_poll", with = "duration")]
     pub reload_poll_interval: Duration,
+    #[serde(default = "defaults::header_read_timeout", with = "duration")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for RawServer {
@@ -196,6 +198,7 @@ impl Default for RawServer {
             drain_timeout: defaults::drain_timeout(),
             worker_threads: 0,
             reload_poll_interval: defaults::reload_poll(),
+            header_read_timeout: defaults::header_read_timeout(),
         }
     }
 }
@@ -259,6 +262,11 @@ mod defaults {
     }
     pub fn reload_poll() -> Duration {
         Duration::from_secs(5)
+    }
+    /// Long enough for any real client on any network; short enough that a client trickling
+    /// its head (slowloris) gives its connection back within half a minute.
+    pub fn header_read_timeout() -> Duration {
+        Duration::from_secs(30)
     }
     /// Longer than the default retry deadline (45 s), so a request still retrying at
     /// shutdown can finish.

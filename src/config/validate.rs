@@ -36,6 +36,8 @@ pub struct Config {
     pub worker_threads: usize,
     /// How often the config file is re-read for changes; zero turns polling off.
     pub reload_poll_interval: Duration,
+    /// How long a client may take to send a request head, and a new connection its first.
+    pub header_read_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: String,
     pub routes: Vec<RouteSpec>,
@@ -105,6 +107,14 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
         issue(
             "server.max_request_body_bytes".into(),
             "must be greater than 0".into(),
+        );
+    }
+    if raw.server.header_read_timeout < Duration::from_millis(10)
+        || raw.server.header_read_timeout > Duration::from_secs(600)
+    {
+        issue(
+            "server.header_read_timeout".into(),
+            "must be from 10ms to 10m".into(),
         );
     }
     // Port 0 asks the OS for a free port, so two of them never collide.
@@ -219,6 +229,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             drain_timeout: raw.server.drain_timeout,
             worker_threads: raw.server.worker_threads,
             reload_poll_interval: raw.server.reload_poll_interval,
+            header_read_timeout: raw.server.header_read_timeout,
             log_format,
             log_level: raw.log.level,
             routes,

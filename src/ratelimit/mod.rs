@@ -68,6 +68,8 @@ pub struct Refused {
 struct State {
     /// The theoretical arrival time of the next send at the current rate.
     tat: Instant,
+    /// The send interval `tat` was scheduled with.
+    interval: Duration,
     adaptive: Adaptive,
 }
 
@@ -85,6 +87,7 @@ impl Limiter {
         Limiter {
             state: Mutex::new(State {
                 tat: Instant::now(),
+                interval: Duration::from_secs_f64(1.0 / spec.rate),
                 adaptive: Adaptive::new(spec.rate, spec.min_rate, Instant::now()),
             }),
             spec,
@@ -136,7 +139,19 @@ impl Limiter {
         let rate = state.adaptive.rate(now);
         let interval = Duration::from_secs_f64(1.0 / rate);
         let tolerance = interval.saturating_mul(self.spec.burst.saturating_sub(1));
-        let tat = state.tat.max(now);
+        let mut tat = state.tat.max(now);
+        if interval > state.interval {
+            // A lowered rate: the backlog is a number of sends, not a length of time, so it
+            // is stretched to the new interval. Left in time units, the longer tolerance of
+            // the halved rate would swallow the backlog and let a burst beyond `burst` go
+            // right after a 429, when the provider most needs relief. A raised rate is left
+            // unscaled: squeezing the backlog would pull new sends in among those already
+            // reserved at the old spacing.
+            let sends = (tat - now).as_secs_f64() / state.interval.as_secs_f64();
+            tat = now + Duration::from_secs_f64(sends * interval.as_secs_f64());
+        }
+        // Kept even when this attempt is refused: it is the same backlog, in the new unit.
+        (state.tat, state.interval) = (tat, interval);
         let at = (tat - tolerance).max(now);
         if at - now > wait_limit {
             return Err(Refused {

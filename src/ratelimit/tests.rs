@@ -135,3 +135,22 @@ async fn provider_429s_slow_the_limiter_and_quiet_brings_it_back() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(limiter.effective_rate(), 10.0);
 }
+
+/// Found by the `properties_limiter` property test: a 429 halved the rate, which doubled the
+/// burst tolerance measured in time, and a third send went out at once with a burst of two.
+#[tokio::test(start_paused = true)]
+async fn a_lowered_rate_never_widens_the_burst() {
+    let limiter = Limiter::new(spec(5.9, 2, Duration::from_millis(110)));
+    assert_eq!(limiter.acquire(Duration::ZERO).await, Ok(Duration::ZERO));
+    assert_eq!(limiter.acquire(Duration::ZERO).await, Ok(Duration::ZERO));
+    limiter.throttled();
+    let refused = limiter.acquire(Duration::ZERO).await.unwrap_err();
+    // Two sends owed at 2.95/s, one of them covered by the burst: one interval to wait.
+    let interval = 1.0 / 2.95;
+    assert!(
+        (refused.retry_after.as_secs_f64() - interval).abs() < 1e-6,
+        "{refused:?}"
+    );
+    // The rescaled backlog outlives the refusal: the next attempt is refused alike.
+    assert_eq!(limiter.acquire(Duration::ZERO).await.unwrap_err(), refused);
+}

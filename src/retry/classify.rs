@@ -132,7 +132,9 @@ fn key_in_use<B>(response: &Response<B>) -> bool {
         .is_some_and(|c| c.0 == "idempotency_key_in_use")
 }
 
-fn should_retry_header(headers: &HeaderMap) -> Option<bool> {
+/// The provider's explicit word (`Stripe-Should-Retry`): `Some` only for exactly `true` or
+/// `false` (surrounding whitespace aside); anything else is no word at all.
+pub fn should_retry_header(headers: &HeaderMap) -> Option<bool> {
     match headers.get("stripe-should-retry")?.to_str().ok()?.trim() {
         "true" => Some(true),
         "false" => Some(false),

@@ -6,6 +6,7 @@
 
 pub mod faultproxy;
 pub mod process;
+pub mod raw;
 pub mod redis;
 pub mod replicas;
 pub mod resolver;

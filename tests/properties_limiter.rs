@@ -1,0 +1,130 @@
+//! The rate limiter's promise, over arbitrary arrival sequences under paused time: in any
+//! window of `T` seconds it grants at most `burst + rate * T` sends, whatever the arrivals, the
+//! waits they accept, and the provider's 429s (which only ever lower the adaptive rate).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use payguard::ratelimit::{LimitSpec, Limiter};
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+struct Arrival {
+    /// Time since the previous arrival.
+    gap: Duration,
+    /// How much of its deadline is left (the limiter waits at most this, and `max_wait`).
+    deadline_left: Duration,
+    /// Whether the provider answered this send with a 429.
+    throttled: bool,
+}
+
+fn arrival() -> impl Strategy<Value = Arrival> {
+    (
+        prop_oneof![Just(0u64), 0u64..=50, 0u64..=3_000],
+        0u64..=5_000,
+        proptest::bool::weighted(0.1),
+    )
+        .prop_map(|(gap, left, throttled)| Arrival {
+            gap: Duration::from_millis(gap),
+            deadline_left: Duration::from_millis(left),
+            throttled,
+        })
+}
+
+fn spec() -> impl Strategy<Value = LimitSpec> {
+    (1u32..=1_000, 1u32..=20, 0u64..=3_000, any::<bool>()).prop_map(
+        |(centi_rate, burst, wait, adaptive)| {
+            let rate = f64::from(centi_rate) / 10.0;
+            LimitSpec {
+                rate,
+                burst,
+                max_wait: Duration::from_millis(wait),
+                adaptive,
+                min_rate: rate / 4.0,
+            }
+        },
+    )
+}
+
+/// Every grant's send time, in the order granted.
+fn run(spec: LimitSpec, arrivals: Vec<Arrival>) -> Vec<Duration> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let origin = Instant::now();
+        let limiter = Arc::new(Limiter::new(spec));
+        let grants = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for arrival in arrivals {
+            tokio::time::sleep(arrival.gap).await;
+            let (limiter, grants) = (limiter.clone(), grants.clone());
+            tasks.push(tokio::spawn(async move {
+                let asked = Instant::now();
+                if let Ok(waited) = limiter.acquire(arrival.deadline_left).await {
+                    // The reserved send time itself; the timer may wake a little later.
+                    grants.lock().unwrap().push(asked + waited - origin);
+                    if arrival.throttled {
+                        limiter.throttled();
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let mut grants = grants.lock().unwrap().clone();
+        grants.sort();
+        grants
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn no_window_holds_more_than_burst_plus_rate_times_its_length(
+        spec in spec(),
+        arrivals in proptest::collection::vec(arrival(), 1..200),
+    ) {
+        let grants = run(spec, arrivals);
+        // The tightest window holding grants i..=j is [t_i, t_j]; checking every such pair
+        // checks every window.
+        for i in 0..grants.len() {
+            for j in i..grants.len() {
+                let count = (j - i + 1) as f64;
+                let span = (grants[j] - grants[i]).as_secs_f64();
+                let allowed = f64::from(spec.burst) + spec.rate * span;
+                // A nanosecond of rounding per interval is not a burst.
+                prop_assert!(
+                    count <= allowed + 1e-6 * count,
+                    "{} grants in {span}s, at most {allowed} allowed ({spec:?})",
+                    j - i + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn nobody_waits_longer_than_they_may(
+        spec in spec(),
+        arrivals in proptest::collection::vec(arrival(), 1..100),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let limiter = Limiter::new(spec);
+            for arrival in arrivals {
+                tokio::time::advance(arrival.gap).await;
+                if let Ok(waited) = limiter.acquire(arrival.deadline_left).await {
+                    assert!(waited <= spec.max_wait.min(arrival.deadline_left));
+                }
+            }
+        });
+    }
+}
