@@ -329,15 +329,17 @@ impl ProxyState {
                 Err(_) => return Forwarded::refused(ProxyError::BodyTimeout(route.retry.deadline)),
             };
         headers::for_upstream(&mut parts.headers);
-        self.dispatch(parts, body, route, true).await.0
+        self.dispatch(parts, body, route, deadline, true).await.0
     }
 
-    /// Steps 4 to 6 for a buffered request; `journal` is false for the resolver's re-sends.
+    /// Steps 4 to 6 for a buffered request, all within `deadline`; `journal` is false for the
+    /// resolver's re-sends.
     pub(crate) async fn dispatch(
         &self,
         mut parts: http::request::Parts,
         body: Bytes,
         route: &RouteSpec,
+        deadline: tokio::time::Instant,
         journal: bool,
     ) -> (Forwarded, Verdict) {
         let uri = match self.upstream.uri_for(parts.uri.path_and_query()) {

@@ -42,6 +42,8 @@ fn spec() -> impl Strategy<Value = LimitSpec> {
                 max_wait: Duration::from_millis(wait),
                 adaptive,
                 min_rate: rate / 4.0,
+                // The local limiter: the shared one's window is Redis's, tested in redis_rate.rs.
+                shared: None,
             }
         },
     )

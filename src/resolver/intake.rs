@@ -103,8 +103,10 @@ pub async fn resend(
     *request.headers_mut() = headers;
     let (parts, ()) = request.into_parts();
     let route = proxy.route(&parts.method, parts.uri.path());
+    // A re-send gets the route's whole deadline, as a request arriving now would.
+    let deadline = tokio::time::Instant::now() + route.retry.deadline;
     let (forwarded, verdict) = proxy
-        .dispatch(parts, Bytes::from(payload.body), route, false)
+        .dispatch(parts, Bytes::from(payload.body), route, deadline, false)
         .await;
     (verdict, forwarded.attempts)
 }
