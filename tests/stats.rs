@@ -170,7 +170,7 @@ async fn an_unreachable_sidecar_is_a_clear_failure() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("cannot read http://{free}/stats")),
+        stderr.contains(&format!("cannot reach http://{free}/stats")),
         "{stderr}"
     );
 }

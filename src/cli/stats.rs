@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use payguard::stats::{self, Report};
+use payguard::stats::Report;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,19 +21,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("payguard: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    super::block_on(async {
         let Some(interval) = args.watch else {
-            return match stats::fetch(&args.admin).await {
+            return match Report::fetch(&args.admin).await {
                 Ok(report) => {
                     print!("{}", show(&report, args.json));
                     ExitCode::SUCCESS
@@ -46,7 +36,7 @@ pub fn run(args: Args) -> ExitCode {
         };
         // Watching outlives a sidecar restart: an unreachable sidecar is shown, not fatal.
         loop {
-            let frame = match stats::fetch(&args.admin).await {
+            let frame = match Report::fetch(&args.admin).await {
                 Ok(report) => show(&report, args.json),
                 Err(e) => format!("payguard: {e:#}\n"),
             };
@@ -54,7 +44,7 @@ pub fn run(args: Args) -> ExitCode {
             // Clear the screen and home the cursor before each frame.
             print!(
                 "\x1b[2J\x1b[H{} every {}, {now}\n\n{frame}",
-                stats::stats_url(&args.admin),
+                Report::url(&args.admin),
                 humantime::format_duration(interval)
             );
             let _ = std::io::stdout().flush();
@@ -64,6 +54,7 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
     })
+    .unwrap_or_else(|code| code)
 }
 
 fn show(report: &Report, json: bool) -> String {

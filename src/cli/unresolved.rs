@@ -2,13 +2,9 @@
 //! one, through its admin listener.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use payguard::admin_client;
 use payguard::resolver::report::{Listing, Row};
 
 #[derive(clap::Args)]
@@ -37,37 +33,28 @@ enum Action {
     },
 }
 
-const TIMEOUT: Duration = Duration::from_secs(10);
-
 pub fn run(args: Args) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("payguard: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: anyhow::Result<String> = runtime.block_on(async {
+    let result: anyhow::Result<String> = match super::block_on(async {
         match &args.action {
             None => {
-                let body = call(&args.admin, http::Method::GET, "/unresolved").await?;
+                let body = admin_client::call(&args.admin, http::Method::GET, "/unresolved").await?;
                 let listing: Listing = serde_json::from_slice(&body)
                     .context("the admin listener did not return a payguard listing")?;
                 Ok(show(&listing.entries, args.json, &listing))
             }
             Some(Action::GiveUp { id }) => {
                 let path = format!("/unresolved/{id}/give-up");
-                let body = call(&args.admin, http::Method::POST, &path).await?;
+                let body = admin_client::call(&args.admin, http::Method::POST, &path).await?;
                 let rows: Vec<Row> = serde_json::from_slice(&body)
                     .context("the admin listener did not return the entry")?;
                 let listing = Listing { entries: rows };
                 Ok(show(&listing.entries, args.json, &listing))
             }
         }
-    });
+    }) {
+        Ok(result) => result,
+        Err(code) => return code,
+    };
     match result {
         Ok(text) => {
             print!("{text}");
@@ -85,39 +72,4 @@ fn show(rows: &[Row], json: bool, listing: &Listing) -> String {
         true => serde_json::to_string_pretty(rows).unwrap_or_default() + "\n",
         false => listing.table(),
     }
-}
-
-/// Sends `method path` to the admin listener and returns the body of a 2xx answer.
-async fn call(admin: &str, method: http::Method, path: &str) -> anyhow::Result<Bytes> {
-    let base = admin.trim_end_matches('/');
-    let url = match base.contains("://") {
-        true => format!("{base}{path}"),
-        false => format!("http://{base}{path}"),
-    };
-    let uri: http::Uri = url
-        .parse()
-        .with_context(|| format!("bad admin address {admin:?}"))?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let request = http::Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Empty::new())?;
-    let exchange = async {
-        let response = client.request(request).await?;
-        let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, body))
-    };
-    let (status, body) = tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within {TIMEOUT:?}"))
-        .and_then(|r| r)
-        .with_context(|| format!("cannot reach {url}"))?;
-    if !status.is_success() {
-        anyhow::bail!(
-            "{url} answered {status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        );
-    }
-    Ok(body)
 }

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::double::{self, DoubleConfig, Profile};
 use crate::server::Server;
-use crate::stats::{self, Report};
+use crate::stats::Report;
 pub use workload::Outcome;
 
 /// What the demo runs; the command's flags.
@@ -140,7 +140,7 @@ pub async fn run(
     })
     .await;
     guarded.record(&provider.ledger());
-    let report = stats::fetch(&admin.to_string()).await?;
+    let report = Report::fetch(&admin.to_string()).await?;
     let _ = stop.send(());
     serving.await??;
     provider.shutdown().await;

@@ -11,14 +11,12 @@
 //! estimated from histogram buckets, the way Prometheus' `histogram_quantile` does.
 
 mod extract;
-mod fetch;
 mod table;
 
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
 use extract::Families;
-pub use fetch::{fetch, stats_url};
 
 /// The whole report, as served on `/stats`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +111,19 @@ impl Report {
             limiters: families.limiters(),
             breakers: families.breakers(),
         }
+    }
+
+    /// Reads the report of the sidecar whose admin listener is at `admin`.
+    pub async fn fetch(admin: &str) -> anyhow::Result<Report> {
+        let body = crate::admin_client::call(admin, http::Method::GET, "/stats").await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            anyhow::anyhow!("{} did not return a payguard report: {e}", Report::url(admin))
+        })
+    }
+
+    /// Where [`Report::fetch`] reads it.
+    pub fn url(admin: &str) -> String {
+        crate::admin_client::url(admin, "/stats")
     }
 
     /// The report as plain-text tables, one row per route.

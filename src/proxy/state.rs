@@ -1,0 +1,211 @@
+//! Building the request path's shared state from a config, and carrying what must survive
+//! a reload (metrics, store, journal, pools, limiter and breaker state) into the next one.
+//!
+//! Kept apart from the request path itself (`mod.rs`) so that file reads as the steps a
+//! request takes, and this one as what those steps are given.
+
+use std::sync::Arc;
+
+use http::Method;
+use tower::retry::budget::TpsBudget;
+
+use super::ProxyState;
+use crate::config::{Config, ResolverSpec, RouteSpec, StoreKind};
+use crate::gate::Gates;
+use crate::idempotency::{
+    FailMode, Idempotency, Store, embedded::EmbeddedStore, memory::MemoryStore,
+    redis::RedisStore,
+};
+use crate::metrics::Metrics;
+use crate::resolver::webhook::Webhook;
+use crate::resolver::{self, Journal, JournalStore};
+use crate::retry::Jitter;
+use crate::route::RouteTable;
+use crate::shared::RedisPool;
+use crate::upstream::Upstream;
+
+impl ProxyState {
+    pub fn new(config: &Config) -> anyhow::Result<ProxyState> {
+        let names = config.routes.iter().map(|r| r.name.as_str());
+        let metrics = Arc::new(Metrics::new(names.chain([crate::config::DEFAULT_ROUTE]))?);
+        let spec = &config.idempotency;
+        let redis = match &config.redis {
+            Some(r) => Some(Arc::new(RedisPool::new(r)?)),
+            None => None,
+        };
+        let max_entries = config.resolver.max_entries;
+        // The journal sits beside the store: in its redb file, or in memory. With Redis it
+        // stays local to the replica, in memory, until a Redis journal exists.
+        let memory_journal = || -> Arc<dyn JournalStore> {
+            Arc::new(resolver::memory::MemoryJournal::new(max_entries))
+        };
+        let (store, journal): (Arc<dyn Store>, Arc<dyn JournalStore>) = match (&spec.store, &redis)
+        {
+            (StoreKind::Memory, _) => (
+                Arc::new(MemoryStore::new(spec.max_records)),
+                memory_journal(),
+            ),
+            (StoreKind::Embedded(path), _) => {
+                let store = EmbeddedStore::open(path, spec.max_records)?;
+                let journal =
+                    resolver::embedded::EmbeddedJournal::new(store.database(), path, max_entries)?;
+                (Arc::new(store), Arc::new(journal))
+            }
+            (StoreKind::Redis, Some(pool)) => (
+                Arc::new(RedisStore::new(pool.clone(), spec.max_records)),
+                memory_journal(),
+            ),
+            (StoreKind::Redis, None) => {
+                anyhow::bail!("idempotency.store = \"redis\" needs [redis]")
+            }
+        };
+        let sealer = resolver::seal::Sealer::new(config.resolver.encryption_key.as_ref());
+        Ok(ProxyState {
+            gates: Arc::new(Gates::new(config, &metrics.limits, redis.as_ref())),
+            store_shared: spec.store == StoreKind::Redis,
+            fails_closed: fails_closed(config),
+            redis,
+            budget: Arc::new(budget(config)),
+            idempotency: Idempotency::new(store, spec.settings.clone()),
+            upstream: Upstream::new(&config.upstream)?,
+            routes: routes(config),
+            metrics,
+            jitter: jitter(config),
+            max_body: config.max_request_body,
+            journal: Journal::new(journal, sealer),
+            resolver: config.resolver.clone(),
+            webhook: config
+                .resolver
+                .webhook
+                .clone()
+                .map(|w| Arc::new(Webhook::new(w))),
+        })
+    }
+
+    /// The state for a reloaded config. What a reload must not disturb is carried over: the
+    /// metrics (counters continue) and the idempotency store (an open file cannot be opened
+    /// twice) always; the connection pool, the limiters and breakers (their rate, queue and
+    /// state), the retry budget and the idempotency layer (its waiters and health) whenever
+    /// their settings did not change.
+    pub fn reconfigure(&self, config: &Config, old: &Config) -> anyhow::Result<ProxyState> {
+        // The limits in force: upstream-wide, and those of routes that have their own.
+        let limits = |c: &Config| {
+            let routes: Vec<_> = c
+                .routes
+                .iter()
+                .filter(|r| r.rate_limit.is_some() || r.breaker.is_some())
+                .map(|r| (r.name.clone(), r.rate_limit, r.breaker))
+                .collect();
+            (c.rate_limit, c.breaker, routes)
+        };
+        let settings = &config.idempotency.settings;
+        Ok(ProxyState {
+            upstream: match config.upstream == old.upstream {
+                true => self.upstream.clone(),
+                false => Upstream::new(&config.upstream)?,
+            },
+            gates: match limits(config) == limits(old) {
+                true => self.gates.clone(),
+                false => Arc::new(Gates::new(
+                    config,
+                    &self.metrics.limits,
+                    self.redis.as_ref(),
+                )),
+            },
+            budget: match config.retry_budget == old.retry_budget {
+                true => self.budget.clone(),
+                false => Arc::new(budget(config)),
+            },
+            idempotency: match *settings == old.idempotency.settings {
+                true => self.idempotency.clone(),
+                false => Idempotency::new(self.idempotency.store().clone(), settings.clone()),
+            },
+            routes: routes(config),
+            metrics: self.metrics.clone(),
+            jitter: jitter(config),
+            max_body: config.max_request_body,
+            journal: self.journal.clone(),
+            resolver: config.resolver.clone(),
+            webhook: match config.resolver.webhook == old.resolver.webhook {
+                true => self.webhook.clone(),
+                false => config
+                    .resolver
+                    .webhook
+                    .clone()
+                    .map(|w| Arc::new(Webhook::new(w))),
+            },
+            redis: self.redis.clone(),
+            store_shared: self.store_shared,
+            fails_closed: fails_closed(config),
+        })
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn resolver(&self) -> &ResolverSpec {
+        &self.resolver
+    }
+
+    pub fn webhook(&self) -> Option<&Webhook> {
+        self.webhook.as_deref()
+    }
+
+    /// The route a request to `method` and `path` falls under.
+    pub fn route(&self, method: &Method, path: &str) -> &RouteSpec {
+        self.routes.lookup(method, path)
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.idempotency
+    }
+
+    pub fn gates(&self) -> &Gates {
+        &self.gates
+    }
+
+    pub fn redis(&self) -> Option<&Arc<RedisPool>> {
+        self.redis.as_ref()
+    }
+
+    /// Whether a failing idempotency store makes this replica unready. A store of this pod
+    /// alone (embedded) failing is this pod's problem: take it out of rotation. A shared store
+    /// (Redis) failing is every replica's problem at once: taking them all out would turn a
+    /// Redis outage into a full outage, so they stay ready and degrade by their routes'
+    /// `on_store_error`, unless some route fails closed, whose payments would be refused.
+    pub fn store_is_shared(&self) -> bool {
+        self.store_shared
+    }
+
+    pub fn store_blocks_readiness(&self) -> bool {
+        !self.store_shared || self.fails_closed
+    }
+}
+
+fn fails_closed(config: &Config) -> bool {
+    std::iter::once(&config.default_idempotency)
+        .chain(config.routes.iter().map(|r| &r.idempotency))
+        .any(|p| p.on_store_error == FailMode::Closed)
+}
+
+fn routes(config: &Config) -> RouteTable {
+    RouteTable::new(
+        config.routes.clone(),
+        config.default_retry.clone(),
+        config.default_idempotency.clone(),
+    )
+}
+
+fn budget(config: &Config) -> TpsBudget {
+    let b = config.retry_budget;
+    TpsBudget::new(b.window, b.min_per_second, b.ratio)
+}
+
+fn jitter(config: &Config) -> Jitter {
+    config.jitter_seed.map_or(Jitter::Random, Jitter::seeded)
+}
