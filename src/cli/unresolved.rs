@@ -37,7 +37,8 @@ pub fn run(args: Args) -> ExitCode {
     let result: anyhow::Result<String> = match super::block_on(async {
         match &args.action {
             None => {
-                let body = admin_client::call(&args.admin, http::Method::GET, "/unresolved").await?;
+                let body =
+                    admin_client::call(&args.admin, http::Method::GET, "/unresolved").await?;
                 let listing: Listing = serde_json::from_slice(&body)
                     .context("the admin listener did not return a payguard listing")?;
                 Ok(show(&listing.entries, args.json, &listing))

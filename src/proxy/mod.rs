@@ -25,24 +25,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tower::retry::budget::TpsBudget;
 
-use crate::config::{Config, ResolverSpec, RouteSpec, StoreKind};
+use crate::config::{ResolverSpec, RouteSpec};
 use crate::error::ProxyError;
 use crate::gate::Gates;
 use crate::headers;
-use crate::idempotency::{
-    Admission, FailMode, Idempotency, Store, after, embedded::EmbeddedStore, memory::MemoryStore,
-    redis::RedisStore,
-};
+use crate::idempotency::{Admission, Idempotency, after};
 use crate::inbound::{has_idempotency_key, is_idempotent, read_body, refuse_foreign_target};
 use crate::metrics::{Metrics, Origin};
 use crate::resolver::webhook::Webhook;
-use crate::resolver::{self, Journal, JournalStore, Verdict};
+use crate::resolver::{self, Journal, Verdict};
 use crate::retry::{self, AttemptError, Jitter, ProviderErrorCode};
 use crate::route::RouteTable;
 use crate::shared::RedisPool;

@@ -13,8 +13,7 @@ use super::ProxyState;
 use crate::config::{Config, ResolverSpec, RouteSpec, StoreKind};
 use crate::gate::Gates;
 use crate::idempotency::{
-    FailMode, Idempotency, Store, embedded::EmbeddedStore, memory::MemoryStore,
-    redis::RedisStore,
+    FailMode, Idempotency, Store, embedded::EmbeddedStore, memory::MemoryStore, redis::RedisStore,
 };
 use crate::metrics::Metrics;
 use crate::resolver::webhook::Webhook;

@@ -117,7 +117,10 @@ impl Report {
     pub async fn fetch(admin: &str) -> anyhow::Result<Report> {
         let body = crate::admin_client::call(admin, http::Method::GET, "/stats").await?;
         serde_json::from_slice(&body).map_err(|e| {
-            anyhow::anyhow!("{} did not return a payguard report: {e}", Report::url(admin))
+            anyhow::anyhow!(
+                "{} did not return a payguard report: {e}",
+                Report::url(admin)
+            )
         })
     }
 
