@@ -153,6 +153,32 @@ fn assert_ok(reply: &Reply) {
     );
 }
 
+/// With `rule` on payguard's traffic to the provider, a payment for `order` is a 502 and
+/// nothing reaches the provider; once the rule is gone, the app's resend charges once.
+async fn unreachable_then_recovered(
+    ns: &Netns,
+    proxy: &str,
+    provider: &DoubleHandle,
+    rule: &str,
+    order: &str,
+) {
+    let (host, port) = (&ns.host_ip, provider.addr().port());
+    ns.nft(&format!(
+        "add rule inet chaos output ip daddr {host} tcp dport {port} {rule}"
+    ));
+    let seen = provider.requests_seen();
+    let reply = pay(proxy, order).await;
+    assert_payguard_error(&reply, 502, "payguard_upstream_unreachable");
+    assert_eq!(
+        provider.requests_seen(),
+        seen,
+        "nothing reached the provider"
+    );
+    ns.flush();
+    assert_ok(&pay(proxy, order).await);
+    assert_eq!(charges(provider, order), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_and_black_holed_connections_in_a_namespace() {
     let ns = Netns::create();
@@ -189,36 +215,10 @@ async fn refused_and_black_holed_connections_in_a_namespace() {
     assert_eq!(charges(&provider, "baseline"), 1);
 
     // Refused: every connection to the provider is answered with a RST.
-    ns.nft(&format!(
-        "add rule inet chaos output ip daddr {host} tcp dport {port} reject with tcp reset"
-    ));
-    let seen = provider.requests_seen();
-    let reply = pay(&proxy, "refused").await;
-    assert_payguard_error(&reply, 502, "payguard_upstream_unreachable");
-    assert_eq!(
-        provider.requests_seen(),
-        seen,
-        "nothing reached the provider"
-    );
-    ns.flush();
-    assert_ok(&pay(&proxy, "refused").await);
-    assert_eq!(charges(&provider, "refused"), 1);
+    unreachable_then_recovered(&ns, &proxy, &provider, "reject with tcp reset", "refused").await;
 
     // Black hole: connection attempts vanish, each ends at the connect timeout.
-    ns.nft(&format!(
-        "add rule inet chaos output ip daddr {host} tcp dport {port} drop"
-    ));
-    let seen = provider.requests_seen();
-    let reply = pay(&proxy, "dropped").await;
-    assert_payguard_error(&reply, 502, "payguard_upstream_unreachable");
-    assert_eq!(
-        provider.requests_seen(),
-        seen,
-        "nothing reached the provider"
-    );
-    ns.flush();
-    assert_ok(&pay(&proxy, "dropped").await);
-    assert_eq!(charges(&provider, "dropped"), 1);
+    unreachable_then_recovered(&ns, &proxy, &provider, "drop", "dropped").await;
 
     // Replies black-holed: connections open (handshake packets pass), the request executes,
     // every data segment of the reply is dropped. payguard's resends under the key are

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 
 use super::journal::Opening;
-use super::{Entry, Journal, Payload, State, Ticket, Verdict};
+use super::{Entry, Journal, Payload, Ticket, Verdict};
 use crate::config::{ResolverSpec, RouteSpec};
 use crate::idempotency::fingerprint;
 use crate::proxy::ProxyState;
@@ -36,23 +36,14 @@ pub async fn open(
         .filter(|k| !k.is_empty())?;
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let resend = spec.resends(&route.name);
-    let entry = Entry {
-        route: route.name.clone(),
-        method: parts.method.to_string(),
-        target: target.to_owned(),
-        key: String::from_utf8_lossy(key.as_bytes()).into_owned(),
-        fingerprint: fingerprint::fingerprint(&parts.method, target, body),
-        created_ms: 0,
-        updated_ms: 0,
-        attempts: 0,
-        rounds: 0,
-        last_error: None,
-        state: State::Pending { next_at: 0 },
+    let entry = Entry::new(
+        route.name.clone(),
+        parts.method.to_string(),
+        target.to_owned(),
+        String::from_utf8_lossy(key.as_bytes()).into_owned(),
+        fingerprint::fingerprint(&parts.method, target, body),
         resend,
-        was_pending: false,
-        payload: None,
-        sealed: false,
-    };
+    );
     // Only what a re-send needs is kept, and only when the route re-sends.
     let payload = resend.then(|| Payload {
         headers: parts

@@ -140,6 +140,35 @@ impl State {
 }
 
 impl Entry {
+    /// A request about to be journaled. Its times, state and payload are the journal's to
+    /// set when it records the opening; until then they hold nothing.
+    pub fn new(
+        route: String,
+        method: String,
+        target: String,
+        key: String,
+        fingerprint: Digest,
+        resend: bool,
+    ) -> Entry {
+        Entry {
+            route,
+            method,
+            target,
+            key,
+            fingerprint,
+            created_ms: 0,
+            updated_ms: 0,
+            attempts: 0,
+            rounds: 0,
+            last_error: None,
+            state: State::Pending { next_at: 0 },
+            resend,
+            was_pending: false,
+            payload: None,
+            sealed: false,
+        }
+    }
+
     /// Whether the entry is unresolved at `now`: pending, or open past its lease (the process
     /// handling it died).
     pub fn unresolved(&self, now: u64) -> bool {

@@ -56,23 +56,14 @@ fn resolver_backoff_doubles_up_to_its_cap() {
 
 fn opening(key: &str, resend: bool) -> Opening {
     Opening {
-        entry: Entry {
-            route: "charges".into(),
-            method: "POST".into(),
-            target: "/v1/charges?expand=x".into(),
-            key: key.into(),
-            fingerprint: [3; 32],
-            created_ms: 0,
-            updated_ms: 0,
-            attempts: 0,
-            rounds: 0,
-            last_error: None,
-            state: State::Pending { next_at: 0 },
+        entry: Entry::new(
+            "charges".into(),
+            "POST".into(),
+            "/v1/charges?expand=x".into(),
+            key.into(),
+            [3; 32],
             resend,
-            was_pending: false,
-            payload: None,
-            sealed: false,
-        },
+        ),
         payload: resend.then(|| Payload {
             headers: vec![("authorization".into(), b"Bearer sk_test_x".to_vec())],
             body: b"amount=1".to_vec(),
