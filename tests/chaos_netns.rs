@@ -11,9 +11,10 @@
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use payguard::double::{self, DoubleConfig, DoubleHandle, EffectKind};
+use support::chaos::{charges, timed_payment};
 use support::process::{BIN, spawn_command};
 use support::*;
 
@@ -119,29 +120,10 @@ impl Drop for Netns {
 }
 
 async fn pay(proxy: &str, order: &str) -> Reply {
-    let request = http::Request::post(format!("http://{proxy}/v1/payment_intents"))
-        .header("authorization", "Bearer sk_test_netns")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("idempotency-key", format!("key-{order}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
-            "amount=900&currency=usd&confirm=true&metadata[order_id]={order}"
-        ))))
-        .unwrap();
-    let started = Instant::now();
-    let reply = send(request).await;
-    let took = started.elapsed();
+    let base = format!("http://{proxy}");
+    let (reply, took) = timed_payment(&base, &format!("key-{order}"), order).await;
     assert!(took < DEADLINE + SLACK, "{order}: answered after {took:?}");
     reply
-}
-
-fn charges(provider: &DoubleHandle, order: &str) -> usize {
-    let ledger = provider.ledger();
-    assert!(ledger.duplicates().is_empty(), "{:?}", ledger.entries());
-    let entries = ledger.entries();
-    entries
-        .iter()
-        .filter(|e| e.kind == EffectKind::Charge && e.order_id.as_deref() == Some(order))
-        .count()
 }
 
 fn assert_ok(reply: &Reply) {

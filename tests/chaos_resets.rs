@@ -6,9 +6,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use payguard::double::{self, DoubleConfig, DoubleHandle, EffectKind};
+use payguard::double::{self, DoubleConfig, DoubleHandle};
+use support::chaos::{charges, timed_payment};
 use support::faultproxy::{Direction, FaultProxy, Mode};
 use support::*;
 
@@ -31,27 +32,7 @@ async fn setup() -> (DoubleHandle, FaultProxy, Proxy) {
 }
 
 async fn pay(proxy: &Proxy, key: &str, order: &str) -> (Reply, Duration) {
-    let request = http::Request::post(proxy.url("/v1/payment_intents"))
-        .header("authorization", "Bearer sk_test_resets")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("idempotency-key", key)
-        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
-            "amount=4200&currency=usd&confirm=true&metadata[order_id]={order}"
-        ))))
-        .unwrap();
-    let started = Instant::now();
-    let reply = send(request).await;
-    (reply, started.elapsed())
-}
-
-fn charges(provider: &DoubleHandle, order: &str) -> usize {
-    let ledger = provider.ledger();
-    assert!(ledger.duplicates().is_empty(), "{:?}", ledger.entries());
-    ledger
-        .entries()
-        .iter()
-        .filter(|e| e.kind == EffectKind::Charge && e.order_id.as_deref() == Some(order))
-        .count()
+    timed_payment(&proxy.url(""), key, order).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bmrng::RequestSender;
 use noxious::proxy::{ProxyConfig, ProxyRunner, Runner, Toxics};
@@ -15,7 +15,8 @@ use noxious::socket::TcpListener as NoxiousListener;
 use noxious::toxic::{
     StreamDirection, Toxic, ToxicEvent, ToxicEventKind, ToxicEventResult, ToxicKind,
 };
-use payguard::double::{self, DoubleConfig, DoubleHandle, EffectKind};
+use payguard::double::{self, DoubleConfig, DoubleHandle};
+use support::chaos::{charges, timed_payment};
 use support::*;
 
 const DEADLINE: Duration = Duration::from_secs(2);
@@ -111,32 +112,12 @@ async fn setup(toxics: Vec<Toxic>) -> (DoubleHandle, Toxiproxy, Proxy) {
 }
 
 async fn pay(proxy: &Proxy, order: &str) -> (Reply, Duration) {
-    let request = http::Request::post(proxy.url("/v1/payment_intents"))
-        .header("authorization", "Bearer sk_test_toxics")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("idempotency-key", format!("key-{order}"))
-        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
-            "amount=1500&currency=usd&confirm=true&metadata[order_id]={order}"
-        ))))
-        .unwrap();
-    let started = Instant::now();
-    let reply = send(request).await;
-    let took = started.elapsed();
+    let (reply, took) = timed_payment(&proxy.url(""), &format!("key-{order}"), order).await;
     assert!(took < DEADLINE + SLACK, "{order}: answered after {took:?}");
     (reply, took)
 }
 
 /// Charges for `order`, after checking that nothing in the ledger happened twice.
-fn charges(provider: &DoubleHandle, order: &str) -> usize {
-    let ledger = provider.ledger();
-    assert!(ledger.duplicates().is_empty(), "{:?}", ledger.entries());
-    let entries = ledger.entries();
-    entries
-        .iter()
-        .filter(|e| e.kind == EffectKind::Charge && e.order_id.as_deref() == Some(order))
-        .count()
-}
-
 /// Toxics that slow or reshape the traffic but lose nothing: every payment succeeds, once.
 /// Returns the slowest answer.
 async fn payments_pass_through(name: &str, toxics: Vec<Toxic>) -> Duration {

@@ -4,6 +4,7 @@
 //! in parallel without sharing ports or counters.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod chaos;
 pub mod faultproxy;
 pub mod process;
 pub mod raw;
