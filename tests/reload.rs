@@ -222,3 +222,36 @@ async fn a_reload_changes_a_routes_retry_policy_live() {
         (200, "3")
     );
 }
+
+#[tokio::test]
+async fn a_reload_adds_an_upstream_and_the_route_to_it() {
+    let api = double::spawn(DoubleConfig::default()).await.unwrap();
+    let files = double::spawn(DoubleConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, config(&api.url(), "")).unwrap();
+    let proxy = start_proxy_watching(&path).await;
+    let url = proxy.url("/_double/echo?file=1");
+    assert_eq!(get(&url).await.status, 200);
+    assert_eq!((api.requests_seen(), files.requests_seen()), (1, 0));
+
+    let files_route = format!(
+        "[upstreams.files]\nurl = \"{}\"\n\
+         [[route]]\nname = \"files\"\nmatch = \"GET /_double/echo\"\nupstream = \"files\"\n",
+        files.url()
+    );
+    std::fs::write(&path, config(&api.url(), &files_route)).unwrap();
+    wait_for_metric(
+        &proxy,
+        "payguard_config_reloads_total{result=\"applied\"} 1",
+    )
+    .await;
+    assert_eq!(get(&url).await.status, 200);
+    assert_eq!((api.requests_seen(), files.requests_seen()), (1, 1));
+    // The new upstream's limiter and breaker are there, under its own name.
+    let text = metrics_text(&proxy).await;
+    assert!(
+        text.contains("payguard_breaker_state{breaker=\"upstream:files\"} 0"),
+        "{text}"
+    );
+}
