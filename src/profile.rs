@@ -41,7 +41,8 @@ pub struct Profile {
     /// Whether the provider answers a completed key with a copy of its first response, which
     /// payguard may then give itself. `false` where it answers with the resource's latest
     /// state instead (PayPal): payguard forwards such a duplicate, under its key, so the app
-    /// sees what the provider would say now.
+    /// sees what the provider would say now. (A duplicate that waited for the first request
+    /// still gets that request's answer: it is the latest state.)
     pub replays: bool,
     /// Final answers the provider does not keep under a key (so payguard does not either):
     /// the request may be corrected or simply sent again with the same key.

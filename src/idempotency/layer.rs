@@ -250,10 +250,11 @@ impl Idempotency {
                     self.forget(&record);
                     return Admission::Refuse(ProxyError::KeyMismatch);
                 }
-                Claim::Completed { .. } if !profile.replays => {
-                    // The provider answers a repeated key with the resource's latest state,
-                    // not a copy: ask it, under the same key, so nothing executes twice.
-                    coalesced("forwarded");
+                // The provider answers a repeated key with the resource's latest state, not a
+                // copy: ask it, under the same key, so nothing executes twice. A duplicate that
+                // waited for the first request takes that request's answer below instead: it
+                // is the latest state, and asking again would only spend the rate limit.
+                Claim::Completed { .. } if !profile.replays && !waited => {
                     self.forget(&record);
                     return forward(injected);
                 }
