@@ -1,14 +1,16 @@
 //! The one error type of the request path, and the one place it becomes a response.
 //!
 //! Every failure payguard itself produces travels as a [`ProxyError`] until the edge of the
-//! request path, where [`ProxyError::into_response`] shapes it like a Stripe error so that the
-//! app's SDK parses it into its usual exception types. Each such response carries a
+//! request path, where [`ProxyError::into_response`] shapes it like an error of the route's
+//! provider (its profile's [`ErrorStyle`]: Stripe's JSON, RFC 9457 problem details, PayPal's
+//! JSON) so that the app's SDK parses it into its usual exception types. Each such response carries a
 //! `Payguard-Error` header naming the cause, so operators can tell payguard's answers from the
 //! provider's at a glance (the provider never sends that header).
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
+use crate::profile::{ErrorStyle, Profile};
 use crate::proxy::{ProxyBody, full};
 use crate::retry::{AttemptError, Refusal};
 
@@ -64,6 +66,15 @@ impl From<AttemptError> for ProxyError {
 }
 
 impl ProxyError {
+    /// The status under `profile`: the idempotency refusals take the provider's own.
+    pub fn status_for(&self, profile: &Profile) -> StatusCode {
+        match self {
+            ProxyError::KeyMismatch => profile.mismatch,
+            ProxyError::KeyInUse => profile.in_flight.status,
+            _ => self.status(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -120,22 +131,58 @@ impl ProxyError {
         }
     }
 
-    /// The single mapping from error to response.
-    pub fn into_response(self) -> Response<ProxyBody> {
-        let body = serde_json::json!({
-            "error": {
-                "type": self.stripe_type(),
-                "code": self.code(),
-                "message": self.to_string(),
+    /// The error body in `profile`'s shape, and its media type.
+    fn body(&self, profile: &Profile) -> (&'static str, serde_json::Value) {
+        let status = self.status_for(profile);
+        let message = self.to_string();
+        match profile.errors {
+            ErrorStyle::Stripe => {
+                let code = match self {
+                    ProxyError::KeyInUse => profile.in_flight.code.unwrap_or(self.code()),
+                    _ => self.code(),
+                };
+                let body = serde_json::json!({
+                    "error": { "type": self.stripe_type(), "code": code, "message": message }
+                });
+                ("application/json", body)
             }
-        });
+            // RFC 9457: "about:blank" says the status is the whole story, so the title is its
+            // reason phrase; payguard's cause rides in the `code` extension member.
+            ErrorStyle::Problem => {
+                let body = serde_json::json!({
+                    "type": "about:blank",
+                    "title": status.canonical_reason().unwrap_or("Error"),
+                    "status": status.as_u16(),
+                    "detail": message,
+                    "code": self.code(),
+                });
+                ("application/problem+json", body)
+            }
+            ErrorStyle::PayPal => {
+                let issue = match self {
+                    ProxyError::KeyInUse => "PREVIOUS_REQUEST_IN_PROGRESS".to_owned(),
+                    ProxyError::KeyMismatch => "PAYPAL_REQUEST_ID_PREVIOUSLY_USED".to_owned(),
+                    _ => self.code().to_ascii_uppercase(),
+                };
+                let body = serde_json::json!({
+                    "name": paypal_name(status),
+                    "message": message,
+                    "debug_id": format!("payguard-{:016x}", rand::random::<u64>()),
+                    "details": [{ "issue": issue, "description": message }],
+                });
+                ("application/json", body)
+            }
+        }
+    }
+
+    /// The single mapping from error to response, shaped as `profile`'s provider shapes its
+    /// errors.
+    pub fn into_response(self, profile: &Profile) -> Response<ProxyBody> {
+        let (media_type, body) = self.body(profile);
         let mut response = Response::new(full(Bytes::from(body.to_string())));
-        *response.status_mut() = self.status();
+        *response.status_mut() = self.status_for(profile);
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
         headers.insert(PAYGUARD_ERROR, HeaderValue::from_static(self.code()));
         if let ProxyError::RateLimited(after) | ProxyError::CircuitOpen(after) = &self {
             // Whole seconds, rounded up: a client waiting less would only be refused again.
@@ -149,15 +196,33 @@ impl ProxyError {
     }
 }
 
+/// PayPal's error `name` for a status (developer.paypal.com, "API responses").
+fn paypal_name(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "AUTHENTICATION_FAILURE",
+        403 => "NOT_AUTHORIZED",
+        405 => "METHOD_NOT_SUPPORTED",
+        409 => "RESOURCE_CONFLICT",
+        422 => "UNPROCESSABLE_ENTITY",
+        429 => "RATE_LIMIT_REACHED",
+        500 => "INTERNAL_SERVER_ERROR",
+        502..=504 => "SERVICE_UNAVAILABLE",
+        _ if status.is_server_error() => "INTERNAL_SERVER_ERROR",
+        _ => "INVALID_REQUEST",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::{IETF, PAYPAL, STRIPE};
     use http_body_util::BodyExt;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn errors_are_stripe_shaped_and_marked() {
         let response =
-            ProxyError::UpstreamTimeout(std::time::Duration::from_secs(3)).into_response();
+            ProxyError::UpstreamTimeout(std::time::Duration::from_secs(3)).into_response(&STRIPE);
         assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(
             response.headers()[PAYGUARD_ERROR],
@@ -168,6 +233,51 @@ mod tests {
         assert_eq!(json["error"]["type"], "api_error");
         assert_eq!(json["error"]["code"], "payguard_upstream_timeout");
         assert!(json["error"]["message"].as_str().unwrap().contains("3s"));
+    }
+
+    async fn json_of(response: Response<ProxyBody>) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn each_profile_gets_its_providers_error_shape() {
+        // The draft's problem details, with the draft's statuses for key refusals.
+        let response = ProxyError::KeyMismatch.into_response(&IETF);
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert_eq!(
+            response.headers()[PAYGUARD_ERROR],
+            "payguard_idempotency_key_reused"
+        );
+        let json = json_of(response).await;
+        assert_eq!(json["status"], 422);
+        assert_eq!(json["type"], "about:blank");
+        assert_eq!(json["title"], "Unprocessable Entity");
+        assert_eq!(json["code"], "payguard_idempotency_key_reused");
+        // PayPal's shape; its in-progress issue, so PayPal-aware clients recognise it.
+        let response = ProxyError::KeyInUse.into_response(&PAYPAL);
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let json = json_of(response).await;
+        assert_eq!(json["name"], "RESOURCE_CONFLICT");
+        assert_eq!(json["details"][0]["issue"], "PREVIOUS_REQUEST_IN_PROGRESS");
+        assert!(json["debug_id"].as_str().unwrap().starts_with("payguard-"));
+        let json =
+            json_of(ProxyError::RateLimited(Duration::from_secs(1)).into_response(&PAYPAL)).await;
+        assert_eq!(json["name"], "RATE_LIMIT_REACHED");
+        assert_eq!(json["details"][0]["issue"], "RATE_LIMIT");
+        // Stripe's: a mismatch is a 400 idempotency_error, in-use keeps Stripe's code.
+        let response = ProxyError::KeyMismatch.into_response(&STRIPE);
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            json_of(response).await["error"]["type"],
+            "idempotency_error"
+        );
+        let json = json_of(ProxyError::KeyInUse.into_response(&STRIPE)).await;
+        assert_eq!(json["error"]["code"], "idempotency_key_in_use");
     }
 
     #[test]

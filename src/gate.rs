@@ -1,6 +1,7 @@
 //! The gates every attempt passes before it is sent: the circuit breakers admit it, then the
 //! rate limiters grant it a send time. The route's own breaker and limiter (if it has them)
-//! come first, then the upstream's.
+//! come first, then those of the route's upstream. Each upstream has its own, so a files host
+//! that is down or throttled never holds back the API host's requests.
 //!
 //! Each attempt takes a token, retries included: a retry is as much a request to the provider
 //! as the first attempt. Outcomes flow back through [`Passage::report`]: 5xx and transport
@@ -20,9 +21,6 @@ use crate::ratelimit::{LimitSpec, Limiter};
 use crate::retry::{AttemptError, Refusal};
 use crate::shared::RedisPool;
 
-/// Name of the upstream-wide limiter and breaker in metrics and logs.
-const UPSTREAM: &str = "upstream";
-
 struct Gate {
     name: String,
     limiter: Option<Limiter>,
@@ -30,7 +28,8 @@ struct Gate {
 }
 
 pub struct Gates {
-    upstream: Gate,
+    /// One per upstream, in the config's order (routes point in by index).
+    upstreams: Vec<Gate>,
     routes: HashMap<String, Gate>,
 }
 
@@ -66,17 +65,19 @@ impl Gates {
             .filter(|r| r.rate_limit.is_some() || r.breaker.is_some())
             .map(|r| (r.name.clone(), gate(&r.name, r.rate_limit, r.breaker)))
             .collect();
-        Gates {
-            upstream: gate(UPSTREAM, config.rate_limit, config.breaker),
-            routes,
-        }
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| gate(&u.gate_name(), u.rate_limit, u.breaker))
+            .collect();
+        Gates { upstreams, routes }
     }
 
     /// The shared limiters that cannot reach Redis now (limiting locally instead).
     pub fn degraded(&self) -> Vec<&str> {
         self.routes
             .values()
-            .chain([&self.upstream])
+            .chain(&self.upstreams)
             .filter(|g| {
                 g.limiter
                     .as_ref()
@@ -87,10 +88,12 @@ impl Gates {
             .collect()
     }
 
-    /// Admits one attempt of `route`, waiting at most `deadline_left` in all.
+    /// Admits one attempt of `route` to its upstream (an index into the config's upstreams),
+    /// waiting at most `deadline_left` in all.
     pub async fn pass<'a>(
         &'a self,
         route: &str,
+        upstream: usize,
         deadline_left: Duration,
         m: &'a LimitMetrics,
     ) -> Result<Passage<'a>, Refusal> {
@@ -99,7 +102,7 @@ impl Gates {
             .routes
             .get(route)
             .into_iter()
-            .chain([&self.upstream])
+            .chain(self.upstreams.get(upstream))
             .collect();
         let mut passage = Passage {
             tickets: Vec::new(),

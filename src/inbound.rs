@@ -18,10 +18,12 @@ pub fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-pub fn has_idempotency_key(headers: &http::HeaderMap) -> bool {
+/// The body length a request declares in `Content-Length`, when it declares one.
+pub fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
-        .get("idempotency-key")
-        .is_some_and(|v| !v.is_empty())
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// payguard forwards only to its configured upstream. An absolute-form target is accepted only
@@ -68,11 +70,7 @@ pub async fn read_body(
     body: Incoming,
     limit: usize,
 ) -> Result<Bytes, ProxyError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if declared_length(headers).is_some_and(|len| len > limit as u64) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
     match Limited::new(body, limit).collect().await {

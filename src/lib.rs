@@ -7,7 +7,8 @@
 //! - [`proxy`] is the request path, read top to bottom: route, refuse, buffer, forward, record;
 //! - [`route`] names the request from the config's method + path patterns;
 //! - [`headers`] decides which headers cross the hop;
-//! - [`upstream`] is the pooled rustls client;
+//! - [`upstream`] is the pooled rustls client, one per configured upstream;
+//! - [`profile`] names how each provider spells idempotency, retry hints and errors;
 //! - [`error`] holds the one error enum and its one mapping to Stripe-shaped responses;
 //! - [`metrics`] and [`admin`] expose what happened on a separate admin listener, and
 //!   [`stats`] turns the metrics into the human retry report.
@@ -32,6 +33,7 @@ pub mod headers;
 pub mod idempotency;
 pub mod inbound;
 pub mod metrics;
+pub mod profile;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;

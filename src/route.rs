@@ -15,9 +15,7 @@
 
 use http::Method;
 
-use crate::config::{DEFAULT_ROUTE, RouteSpec};
-use crate::idempotency::RoutePolicy as IdemPolicy;
-use crate::retry::RetryPolicy;
+use crate::config::RouteSpec;
 
 /// A parsed `METHOD /path/pattern`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +70,15 @@ impl RoutePattern {
         })
     }
 
+    /// Every method and path: the default route's pattern.
+    pub fn any() -> RoutePattern {
+        RoutePattern {
+            method: None,
+            segments: Vec::new(),
+            open_ended: true,
+        }
+    }
+
     pub fn matches(&self, method: &Method, path: &str) -> bool {
         if self.method.as_ref().is_some_and(|m| m != method) {
             return false;
@@ -98,21 +105,8 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// The configured routes, in order, and the policy for requests none of them match.
-    pub fn new(routes: Vec<RouteSpec>, retry: RetryPolicy, idempotency: IdemPolicy) -> RouteTable {
-        let default = RouteSpec {
-            name: DEFAULT_ROUTE.to_owned(),
-            pattern: RoutePattern {
-                method: None,
-                segments: Vec::new(),
-                open_ended: true,
-            },
-            retry,
-            idempotency,
-            // The upstream's limiter and breaker cover unmatched requests.
-            rate_limit: None,
-            breaker: None,
-        };
+    /// The configured routes, in order, and the route of requests none of them match.
+    pub fn new(routes: Vec<RouteSpec>, default: RouteSpec) -> RouteTable {
         RouteTable { routes, default }
     }
 
@@ -136,6 +130,8 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_ROUTE;
+    use crate::retry::RetryPolicy;
 
     fn m(pattern: &str, method: Method, path: &str) -> bool {
         RoutePattern::parse(pattern).unwrap().matches(&method, path)
@@ -187,26 +183,31 @@ mod tests {
     #[test]
     fn first_match_wins_and_unmatched_falls_to_default() {
         let policy = crate::config::builtin_policy();
-        let spec = |name: &str, p: &str| RouteSpec {
+        let spec = |name: &str, p: &str, retry: RetryPolicy| RouteSpec {
             name: name.into(),
             pattern: RoutePattern::parse(p).unwrap(),
-            retry: RetryPolicy {
-                max_attempts: 2,
-                ..policy.clone()
-            },
+            retry,
             idempotency: crate::config::builtin_route_policy(),
             rate_limit: None,
             breaker: None,
+            upstream: 0,
+            profile: &crate::profile::STRIPE,
+            key_window: crate::profile::STRIPE.key_window,
+            max_upload: None,
+        };
+        let twice = RetryPolicy {
+            max_attempts: 2,
+            ..policy.clone()
         };
         let routes = vec![
-            spec("confirm", "POST /v1/payment_intents/*/confirm"),
-            spec("writes", "POST /*"),
+            spec(
+                "confirm",
+                "POST /v1/payment_intents/*/confirm",
+                twice.clone(),
+            ),
+            spec("writes", "POST /*", twice),
         ];
-        let table = RouteTable::new(
-            routes,
-            policy.clone(),
-            crate::config::builtin_route_policy(),
-        );
+        let table = RouteTable::new(routes, spec(DEFAULT_ROUTE, "* /*", policy.clone()));
         let name = |m, p| table.lookup(&m, p).name.as_str();
         assert_eq!(
             name(Method::POST, "/v1/payment_intents/pi_1/confirm"),

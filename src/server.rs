@@ -243,7 +243,9 @@ fn prepare(stream: &TcpStream) -> Option<SocketAddr> {
 /// A panic in the request path becomes payguard's own 500 instead of a dropped connection.
 fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response<ProxyBody> {
     tracing::error!("request handler panicked");
-    ProxyError::Internal.into_response()
+    // The route, and so its provider's error shape, is lost with the panic: Stripe's, the
+    // default profile's, is the best guess.
+    ProxyError::Internal.into_response(&crate::profile::STRIPE)
 }
 
 /// Expired idempotency records are removed in the background, never on the request path.

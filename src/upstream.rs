@@ -10,7 +10,8 @@
 //! A connect failure (DNS, TCP, TLS) means it never did. Otherwise the request body is watched:
 //! if the connection failed before the body was handed to it (and the body is then barred from
 //! being handed over late), the provider cannot have received a complete request, so it cannot
-//! have acted on it.
+//! have acted on it. The body is a buffered one (every retry sends the same bytes again) or a
+//! streamed upload, relayed frame by frame as it arrives, which can only be sent once.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -89,18 +91,25 @@ impl Upstream {
             .build()
     }
 
-    /// Sends one attempt and waits up to `timeout` for the response head. The body streams
-    /// afterwards, outside that timeout, so large replies are not cut short.
-    pub async fn send(
+    /// Sends one attempt and waits up to `timeout` for the response head (a streamed upload's
+    /// body is sent within it too). The response body streams afterwards, outside that
+    /// timeout, so large replies are not cut short.
+    pub async fn send<B>(
         &self,
-        request: Request<Bytes>,
+        request: Request<B>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, AttemptError> {
+    ) -> Result<Response<Incoming>, AttemptError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let (parts, body) = request.into_parts();
-        let has_body = !body.is_empty();
+        let has_body = !body.is_end_stream();
         let handover = Arc::new(AtomicU8::new(PENDING));
         let body = WatchedBody {
-            inner: Full::new(body),
+            inner: body
+                .map_err(|e| std::io::Error::other(e.into()))
+                .boxed_unsync(),
             handover: handover.clone(),
         };
         let request = self.client.request(Request::from_parts(parts, body));
@@ -133,10 +142,10 @@ const PENDING: u8 = 0;
 const SENT: u8 = 1;
 const ABANDONED: u8 = 2;
 
-/// A buffered request body that records when it was handed to the connection, and refuses
-/// to be handed over once its attempt has been judged "not sent".
+/// A request body that records when it was first handed to the connection, and refuses to be
+/// handed over once its attempt has been judged "not sent".
 struct WatchedBody {
-    inner: Full<Bytes>,
+    inner: UnsyncBoxBody<Bytes, std::io::Error>,
     handover: Arc<AtomicU8>,
 }
 
@@ -148,7 +157,8 @@ impl Body for WatchedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        // The body is one buffered frame: yielding it hands the whole request over.
+        // The first poll hands the request over: a buffered body is one frame, and a streamed
+        // one's first frame may already be on its way out.
         let claimed =
             self.handover
                 .compare_exchange(PENDING, SENT, Ordering::AcqRel, Ordering::Acquire);
@@ -157,9 +167,7 @@ impl Body for WatchedBody {
                 "attempt abandoned before sending",
             ))));
         }
-        Pin::new(&mut self.inner)
-            .poll_frame(cx)
-            .map(|frame| frame.map(|f| f.map_err(|never| match never {})))
+        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

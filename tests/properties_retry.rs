@@ -6,8 +6,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use http::Response;
+use payguard::profile::STRIPE;
 use payguard::retry::{
-    AttemptError, Backoff, Jitter, Observer, RetryPolicy, RetryReason, Stop, send_with_retries,
+    AttemptError, Backoff, Jitter, Observer, RequestFacts, RetryPolicy, RetryReason, Stop,
+    send_with_retries,
 };
 use proptest::prelude::*;
 use tokio::time::Instant;
@@ -107,7 +109,7 @@ proptest! {
             let recorder = Recorder::default();
             let starts = Mutex::new(Vec::new());
             let mut script = answers.iter().cycle();
-            let finished = send_with_retries(&policy, deadline, true, &budget, &Jitter::seeded(seed), &recorder, |timeout| {
+            let finished = send_with_retries(&policy, deadline, RequestFacts { replay_safe: true, profile: &STRIPE }, &budget, &Jitter::seeded(seed), &recorder, |timeout| {
                 let now = Instant::now();
                 starts.lock().unwrap().push((now, timeout));
                 let answer = script.next().cloned().unwrap();

@@ -7,9 +7,10 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use http::{HeaderValue, Response, StatusCode};
 use libfuzzer_sys::fuzz_target;
+use payguard::profile::STRIPE;
 use payguard::retry::{
-    AttemptError, ProviderErrorCode, Refusal, RetryReason, Verdict, classify,
-    classify::{retry_after, should_retry_header},
+    AttemptError, ProviderErrorCode, Refusal, RequestFacts, RetryReason, Verdict, classify,
+    classify::retry_after,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -89,7 +90,7 @@ fuzz_target!(|input: Input<'_>| {
                     .insert(ProviderErrorCode(code.to_owned()));
             }
             let in_use = code == Some("idempotency_key_in_use");
-            let expected = match should_retry_header(response.headers()) {
+            let expected = match STRIPE.should_retry(response.headers()) {
                 Some(true) => Some(RetryReason::ShouldRetryHeader),
                 Some(false) => None,
                 None if status == StatusCode::TOO_MANY_REQUESTS => Some(RetryReason::RateLimited),
@@ -100,7 +101,11 @@ fuzz_target!(|input: Input<'_>| {
             (Ok(response), expected)
         }
     };
-    let verdict = classify(&outcome, safe);
+    let facts = RequestFacts {
+        replay_safe: safe,
+        profile: &STRIPE,
+    };
+    let verdict = classify(&outcome, facts);
     assert_eq!(reason(&verdict), expected, "{outcome:?}");
 
     if let (Ok(response), Verdict::Retry { not_before, .. }) = (&outcome, &verdict) {

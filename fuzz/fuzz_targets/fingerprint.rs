@@ -6,7 +6,13 @@
 use arbitrary::Arbitrary;
 use http::{HeaderMap, HeaderValue, Method};
 use libfuzzer_sys::fuzz_target;
-use payguard::idempotency::fingerprint::{binding_key, fingerprint, record_key, scope};
+use payguard::idempotency::fingerprint::{self, binding_key, fingerprint, record_key};
+use payguard::profile::STRIPE;
+
+/// Scopes as the Stripe profile draws them: credentials plus `Stripe-Account`.
+fn scope(headers: &HeaderMap) -> Option<fingerprint::Digest> {
+    fingerprint::scope(headers, STRIPE.scope_headers)
+}
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {

@@ -7,7 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use arbitrary::Arbitrary;
 use http::{HeaderMap, HeaderValue, header::RETRY_AFTER};
 use libfuzzer_sys::fuzz_target;
-use payguard::retry::classify::{retry_after, should_retry_header};
+use payguard::profile::STRIPE;
+use payguard::retry::classify::retry_after;
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
@@ -40,7 +41,7 @@ fuzz_target!(|input: Input<'_>| {
         assert_eq!(wait, None, "no readable header, no wait");
     }
 
-    match should_retry_header(&headers) {
+    match STRIPE.should_retry(&headers) {
         Some(answer) => {
             let text = headers["stripe-should-retry"].to_str().expect("was read");
             assert_eq!(text.trim(), if answer { "true" } else { "false" });

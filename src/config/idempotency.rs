@@ -16,8 +16,9 @@ pub(crate) struct RawIdempotency {
     pub store: String,
     #[serde(default = "default_path")]
     pub path: PathBuf,
-    #[serde(default = "default_ttl", with = "duration")]
-    pub ttl: Duration,
+    /// Unset: each upstream's key window.
+    #[serde(default, with = "duration::option")]
+    pub ttl: Option<Duration>,
     #[serde(default = "default_max_records")]
     pub max_records: usize,
     #[serde(default = "default_max_stored_body")]
@@ -49,7 +50,7 @@ impl Default for RawIdempotency {
         RawIdempotency {
             store: default_store(),
             path: default_path(),
-            ttl: default_ttl(),
+            ttl: None,
             max_records: default_max_records(),
             max_stored_body_bytes: default_max_stored_body(),
             coalesce_wait: default_coalesce_wait(),
@@ -76,9 +77,6 @@ fn default_store() -> String {
 }
 fn default_path() -> PathBuf {
     PathBuf::from("data/idempotency.redb")
-}
-fn default_ttl() -> Duration {
-    Duration::from_secs(24 * 3600)
 }
 fn default_max_records() -> usize {
     1_000_000
@@ -150,7 +148,7 @@ pub(super) fn spec(
     };
     within(
         "ttl",
-        raw.ttl,
+        raw.ttl.unwrap_or(Duration::from_secs(1)),
         Duration::from_secs(1),
         Duration::from_secs(7 * 24 * 3600),
         issue,

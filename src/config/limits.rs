@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::duration;
 use super::redis::RedisSpec;
 use crate::breaker::BreakerSpec;
+use crate::profile::Profile;
 use crate::ratelimit::{LimitSpec, SharedSpec};
 
 #[derive(Debug, Deserialize)]
@@ -16,10 +17,9 @@ use crate::ratelimit::{LimitSpec, SharedSpec};
 pub(crate) struct RawRateLimit {
     #[serde(default = "yes")]
     pub enabled: bool,
-    #[serde(default = "default_rate")]
-    pub rate: f64,
-    #[serde(default = "default_burst")]
-    pub burst: u32,
+    /// Unset: the upstream profile's default.
+    pub rate: Option<f64>,
+    pub burst: Option<u32>,
     #[serde(default = "default_max_wait", with = "duration")]
     pub max_wait: Duration,
     #[serde(default = "yes")]
@@ -37,8 +37,8 @@ impl Default for RawRateLimit {
     fn default() -> Self {
         RawRateLimit {
             enabled: true,
-            rate: default_rate(),
-            burst: default_burst(),
+            rate: None,
+            burst: None,
             max_wait: default_max_wait(),
             adaptive: true,
             min_rate: default_min_rate(),
@@ -87,13 +87,6 @@ impl Default for RawBreaker {
 fn yes() -> bool {
     true
 }
-/// Below the 10 requests/s the seed article's provider allowed: rate + burst - 1 = 9.
-fn default_rate() -> f64 {
-    8.0
-}
-fn default_burst() -> u32 {
-    2
-}
 fn default_max_wait() -> Duration {
     Duration::from_secs(2)
 }
@@ -125,35 +118,39 @@ fn default_probes() -> u32 {
     2
 }
 
+/// A limiter from `raw`; `rate` and `burst` default to `profile`'s.
 pub(super) fn limit(
     raw: &RawRateLimit,
     at: &str,
+    profile: &Profile,
     redis: Option<&RedisSpec>,
     issue: &mut impl FnMut(String, String),
 ) -> Option<LimitSpec> {
-    if raw.rate.is_nan() || raw.rate < 0.01 || raw.rate > 100_000.0 {
+    let rate = raw.rate.unwrap_or(profile.rate);
+    let burst = raw.burst.unwrap_or(profile.burst);
+    if !(0.01..=100_000.0).contains(&rate) {
         issue(
             format!("{at}.rate"),
             "must be from 0.01 to 100000 per second".into(),
         );
     }
-    if raw.burst == 0 {
+    if burst == 0 {
         issue(format!("{at}.burst"), "must be at least 1".into());
     }
     if raw.max_wait > Duration::from_secs(60) {
         issue(format!("{at}.max_wait"), "must be at most 60s".into());
     }
     // A floor keeps the send interval (1 / rate) a sane duration.
-    if raw.min_rate.is_nan() || raw.min_rate < 0.01 || raw.min_rate > raw.rate {
+    if raw.min_rate.is_nan() || raw.min_rate < 0.01 || raw.min_rate > rate {
         issue(
             format!("{at}.min_rate"),
             "must be at least 0.01 and at most rate".into(),
         );
     }
-    let shared = shared(raw, at, redis, issue);
+    let shared = shared(raw, rate, at, redis, issue);
     raw.enabled.then_some(LimitSpec {
-        rate: raw.rate,
-        burst: raw.burst,
+        rate,
+        burst,
         max_wait: raw.max_wait,
         adaptive: raw.adaptive,
         min_rate: raw.min_rate,
@@ -165,6 +162,7 @@ pub(super) fn limit(
 /// is a local share of the rate, `rate / redis.replicas` unless `fallback_rate` says otherwise.
 fn shared(
     raw: &RawRateLimit,
+    rate: f64,
     at: &str,
     redis: Option<&RedisSpec>,
     issue: &mut impl FnMut(String, String),
@@ -189,15 +187,15 @@ fn shared(
         ("redis", Some(redis)) => {
             let fallback = raw
                 .fallback_rate
-                .unwrap_or(raw.rate / f64::from(redis.replicas.max(1)));
-            if fallback.is_nan() || fallback < 0.01 || fallback > raw.rate {
+                .unwrap_or(rate / f64::from(redis.replicas.max(1)));
+            if fallback.is_nan() || fallback < 0.01 || fallback > rate {
                 issue(
                     format!("{at}.fallback_rate"),
                     "must be at least 0.01 and at most rate".into(),
                 );
             }
             Some(SharedSpec {
-                fallback_rate: fallback.clamp(0.01, raw.rate.max(0.01)),
+                fallback_rate: fallback.clamp(0.01, rate.max(0.01)),
             })
         }
         (other, _) => {

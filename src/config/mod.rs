@@ -13,9 +13,11 @@ mod location;
 mod redis;
 mod resolver;
 mod retry;
+mod upstreams;
 mod validate;
 mod webhook;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,7 +28,8 @@ pub use idempotency::{IdempotencySpec, StoreKind, builtin_route_policy};
 pub use redis::{RedisSpec, RedisUrl};
 pub use resolver::{EncryptionKey, ResolverSpec};
 pub use retry::{BudgetSpec, SDK_TIMEOUT, builtin_policy};
-pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec, UpstreamSpec};
+pub use upstreams::{DEFAULT_UPSTREAM, UpstreamSpec};
+pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec};
 pub use webhook::{WebhookSecret, WebhookSpec};
 
 use idempotency::{RawIdempotency, RawRoutePolicy};
@@ -34,6 +37,7 @@ use limits::{RawBreaker, RawRateLimit};
 use redis::RawRedis;
 use resolver::{RawResolver, RawRouteResolver};
 use retry::{RawBudget, RawRetry};
+use upstreams::RawUpstream;
 
 /// A problem in a configuration file, located by key and line where that is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +129,8 @@ pub(crate) struct RawConfig {
     pub listen: RawListen,
     pub upstream: RawUpstream,
     #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
     pub server: RawServer,
     #[serde(default)]
     pub log: RawLog,
@@ -161,19 +167,6 @@ impl Default for RawListen {
             admin: defaults::admin_addr(),
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawUpstream {
-    pub url: String,
-    pub ca_file: Option<PathBuf>,
-    #[serde(default = "defaults::connect_timeout", with = "duration")]
-    pub connect_timeout: Duration,
-    #[serde(default = "defaults::pool_idle_timeout", with = "duration")]
-    pub pool_idle_timeout: Duration,
-    #[serde(default = "defaults::pool_max_idle")]
-    pub pool_max_idle_per_host: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,6 +228,10 @@ pub(crate) struct RawRoute {
     pub breaker: Option<RawBreaker>,
     #[serde(default)]
     pub resolver: RawRouteResolver,
+    /// The name of an `[upstreams.<name>]` table; unset means `[upstream]`.
+    pub upstream: Option<String>,
+    /// Bodies over the replay buffer and up to this size stream through, unbuffered.
+    pub max_upload_bytes: Option<usize>,
 }
 
 /// Defaults, in one place so the documented values in `config.toml` have a single source.
@@ -247,15 +244,6 @@ mod defaults {
     }
     pub fn admin_addr() -> SocketAddr {
         SocketAddr::from(([0, 0, 0, 0], 9090))
-    }
-    pub fn connect_timeout() -> Duration {
-        Duration::from_secs(5)
-    }
-    pub fn pool_idle_timeout() -> Duration {
-        Duration::from_secs(90)
-    }
-    pub fn pool_max_idle() -> usize {
-        32
     }
     pub fn max_request_body() -> usize {
         1024 * 1024

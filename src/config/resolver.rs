@@ -21,8 +21,9 @@ pub(crate) struct RawResolver {
     pub base_delay: Duration,
     #[serde(default = "default_max_delay", with = "duration")]
     pub max_delay: Duration,
-    #[serde(default = "default_key_window", with = "duration")]
-    pub key_window: Duration,
+    /// Unset: each route's upstream key window (its profile's, or `key_window` there).
+    #[serde(default, with = "duration::option")]
+    pub key_window: Option<Duration>,
     #[serde(default = "default_keep_finished", with = "duration")]
     pub keep_finished: Duration,
     #[serde(default = "default_max_entries")]
@@ -38,7 +39,7 @@ impl Default for RawResolver {
             interval: default_interval(),
             base_delay: default_base_delay(),
             max_delay: default_max_delay(),
-            key_window: default_key_window(),
+            key_window: None,
             keep_finished: default_keep_finished(),
             max_entries: default_max_entries(),
             encryption_key_file: None,
@@ -65,10 +66,6 @@ fn default_base_delay() -> Duration {
 }
 fn default_max_delay() -> Duration {
     Duration::from_secs(15 * 60)
-}
-/// Stripe keeps idempotency keys for at least 24 hours.
-fn default_key_window() -> Duration {
-    Duration::from_secs(24 * 3600)
 }
 fn default_keep_finished() -> Duration {
     Duration::from_secs(3600)
@@ -97,8 +94,9 @@ pub struct ResolverSpec {
     /// The wait before an entry's first re-send, doubled each round up to `max_delay`.
     pub base_delay: Duration,
     pub max_delay: Duration,
-    /// How long the provider keeps a key; no re-send may end after it.
-    pub key_window: Duration,
+    /// How long the provider keeps a key; no re-send may end after it. `None`: the key
+    /// window of the entry's route's upstream.
+    pub key_window: Option<Duration>,
     /// How long resolved and given-up summaries stay listed.
     pub keep_finished: Duration,
     pub max_entries: usize,
@@ -134,7 +132,7 @@ pub(super) fn spec(
     within("max_delay", raw.max_delay, raw.base_delay, 24 * hour);
     within(
         "key_window",
-        raw.key_window,
+        raw.key_window.unwrap_or(Duration::from_secs(1)),
         Duration::from_secs(1),
         7 * 24 * hour,
     );
@@ -208,7 +206,7 @@ mod tests {
         let config = crate::config::Config::parse(text, "test", None).unwrap();
         let spec = &config.resolver;
         assert!(!spec.resends("refunds") && spec.resends("default"));
-        assert_eq!(spec.key_window, Duration::from_secs(7200));
+        assert_eq!(spec.key_window, Some(Duration::from_secs(7200)));
         assert_eq!(spec.base_delay, Duration::from_secs(30));
         let bad = text.replace("enabled = false", "enabled = false\nresend = 1");
         let err = crate::config::Config::parse(&bad, "test", None).unwrap_err();

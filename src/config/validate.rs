@@ -8,18 +8,16 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use http::uri::{Authority, Scheme};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-
 use super::idempotency::{self as idem, IdempotencySpec};
 use super::limits;
 use super::redis::{self, RedisSpec};
 use super::resolver::{self as resolver_config, ResolverSpec};
 use super::retry::{self, BudgetSpec};
-use super::{ConfigIssue, RawConfig, RawUpstream};
+use super::upstreams::{self, DEFAULT_UPSTREAM, UpstreamSpec};
+use super::{ConfigIssue, RawConfig};
 use crate::breaker::BreakerSpec;
 use crate::idempotency::RoutePolicy;
+use crate::profile::{Profile, STRIPE};
 use crate::ratelimit::LimitSpec;
 use crate::retry::RetryPolicy;
 use crate::route::RoutePattern;
@@ -29,7 +27,9 @@ use crate::route::RoutePattern;
 pub struct Config {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    pub upstream: UpstreamSpec,
+    /// Every upstream, `[upstream]` first; routes point into it by index. Each carries its
+    /// own limiter and breaker (`[upstream]`'s are the top-level `[rate_limit]`, `[breaker]`).
+    pub upstreams: Vec<UpstreamSpec>,
     pub max_request_body: usize,
     pub drain_timeout: Duration,
     /// Runtime worker threads; 0 means one per CPU core.
@@ -49,25 +49,10 @@ pub struct Config {
     pub idempotency: IdempotencySpec,
     /// The default route's idempotency policy, and the base of every route's overrides.
     pub default_idempotency: RoutePolicy,
-    /// The upstream-wide limiter and breaker; `None` when disabled.
-    pub rate_limit: Option<LimitSpec>,
-    pub breaker: Option<BreakerSpec>,
     /// The resolver of unresolved requests, with every route's override.
     pub resolver: ResolverSpec,
     /// The Redis shared by replicas, when the store or a limiter uses it.
     pub redis: Option<RedisSpec>,
-}
-
-/// Where requests go and how connections to it behave.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamSpec {
-    pub scheme: Scheme,
-    pub authority: Authority,
-    /// Extra trust anchors beside the webpki roots, for private or test upstreams.
-    pub extra_roots: Vec<CertificateDer<'static>>,
-    pub connect_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +71,38 @@ pub struct RouteSpec {
     /// A limiter and breaker of the route's own, on top of the upstream's.
     pub rate_limit: Option<LimitSpec>,
     pub breaker: Option<BreakerSpec>,
+    /// Index of its upstream in [`Config::upstreams`], and that upstream's profile.
+    pub upstream: usize,
+    pub profile: &'static Profile,
+    /// How long the provider keeps keys for this route's upstream.
+    pub key_window: Duration,
+    /// Bodies over the replay buffer and up to this size stream through unbuffered, with a
+    /// single attempt; `None` refuses them with 413.
+    pub max_upload: Option<usize>,
 }
+
+impl Config {
+    /// The route of requests no configured route matches: the default policies, on
+    /// `[upstream]`, under its limiter and breaker only.
+    pub fn default_route(&self) -> RouteSpec {
+        let upstream = &self.upstreams[0];
+        RouteSpec {
+            name: DEFAULT_ROUTE.to_owned(),
+            pattern: RoutePattern::any(),
+            retry: self.default_retry.clone(),
+            idempotency: self.default_idempotency.clone(),
+            rate_limit: None,
+            breaker: None,
+            upstream: 0,
+            profile: upstream.profile,
+            key_window: upstream.key_window,
+            max_upload: None,
+        }
+    }
+}
+
+/// The largest streamed upload a route may allow: 4 GiB.
+const MAX_UPLOAD: usize = 4 << 30;
 
 /// The name under which requests that match no route are counted.
 pub const DEFAULT_ROUTE: &str = "default";
@@ -100,8 +116,6 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             message,
         })
     };
-
-    let upstream = upstream(&raw.upstream, base_dir, &mut issue);
 
     if raw.server.max_request_body_bytes == 0 {
         issue(
@@ -142,9 +156,15 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
     let default_retry = retry::policy(&retry::builtin_policy(), &raw.retry, "retry", &mut issue);
     let retry_budget = retry::budget(&raw.retry_budget, &mut issue);
     let redis = raw.redis.as_ref().map(|r| redis::spec(r, &mut issue));
+    let upstreams = upstreams::upstreams(
+        &raw.upstream,
+        &raw.upstreams,
+        (&raw.rate_limit, &raw.breaker),
+        base_dir,
+        redis.as_ref(),
+        &mut issue,
+    );
     let idempotency = idem::spec(&raw.idempotency, base_dir, redis.is_some(), &mut issue);
-    let rate_limit = limits::limit(&raw.rate_limit, "rate_limit", redis.as_ref(), &mut issue);
-    let breaker = limits::breaker(&raw.breaker, "breaker", &mut issue);
     let mut resolver = resolver_config::spec(&raw.resolver, base_dir, &mut issue);
     let default_idempotency = idem::route_policy(
         &idem::builtin_route_policy(),
@@ -200,8 +220,50 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
         );
         let at = format!("route[{i}]");
         resolver_config::route_override(&mut resolver, &r.name, &r.resolver);
+        let upstream = match r.upstream.as_deref() {
+            None | Some(DEFAULT_UPSTREAM) => 0,
+            Some(name) => match raw.upstreams.keys().position(|n| n == name) {
+                Some(i) => i + 1,
+                None => {
+                    let known: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
+                    issue(
+                        format!("{at}.upstream"),
+                        format!(
+                            "no [upstreams.{name}] table; named upstreams: {}",
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    0
+                }
+            },
+        };
+        let (profile, key_window) = upstreams
+            .get(upstream)
+            .and_then(Option::as_ref)
+            .map_or((&STRIPE, STRIPE.key_window), |u| (u.profile, u.key_window));
+        let max_body = raw.server.max_request_body_bytes;
+        if r.max_upload_bytes
+            .is_some_and(|m| m <= max_body || m > MAX_UPLOAD)
+        {
+            issue(
+                format!("{at}.max_upload_bytes"),
+                format!(
+                    "must be above server.max_request_body_bytes ({max_body}) and at most {MAX_UPLOAD}"
+                ),
+            );
+        }
         let route_limit = r.rate_limit.as_ref().and_then(|l| {
-            limits::limit(l, &format!("{at}.rate_limit"), redis.as_ref(), &mut issue)
+            limits::limit(
+                l,
+                &format!("{at}.rate_limit"),
+                profile,
+                redis.as_ref(),
+                &mut issue,
+            )
         });
         let route_breaker = r
             .breaker
@@ -215,16 +277,21 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
                 idempotency,
                 rate_limit: route_limit,
                 breaker: route_breaker,
+                upstream,
+                profile,
+                key_window,
+                max_upload: r.max_upload_bytes,
             }),
             Err(e) => issue(format!("route[{i}].match"), e),
         }
     }
 
-    match upstream {
-        Some(upstream) if issues.is_empty() => Ok(Config {
+    let upstreams: Option<Vec<UpstreamSpec>> = upstreams.into_iter().collect();
+    match upstreams {
+        Some(upstreams) if issues.is_empty() => Ok(Config {
             proxy_addr: raw.listen.proxy,
             admin_addr: raw.listen.admin,
-            upstream,
+            upstreams,
             max_request_body: raw.server.max_request_body_bytes,
             drain_timeout: raw.server.drain_timeout,
             worker_threads: raw.server.worker_threads,
@@ -238,88 +305,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             jitter_seed: raw.retry.jitter_seed,
             idempotency,
             default_idempotency,
-            rate_limit,
-            breaker,
             resolver,
             redis,
         }),
         _ => Err(issues),
     }
-}
-
-fn upstream(
-    raw: &RawUpstream,
-    base_dir: &Path,
-    issue: &mut impl FnMut(String, String),
-) -> Option<UpstreamSpec> {
-    let mut ok = true;
-    let mut check_positive = |key: &str, d: Duration| {
-        if d.is_zero() {
-            issue(format!("upstream.{key}"), "must be greater than 0".into());
-            ok = false;
-        }
-    };
-    check_positive("connect_timeout", raw.connect_timeout);
-
-    let extra_roots = match &raw.ca_file {
-        None => Vec::new(),
-        Some(file) => match read_ca_file(&base_dir.join(file)) {
-            Ok(certs) => certs,
-            Err(e) => {
-                issue("upstream.ca_file".into(), e);
-                ok = false;
-                Vec::new()
-            }
-        },
-    };
-
-    let (scheme, authority) = match parse_origin(&raw.url) {
-        Ok(origin) => origin,
-        Err(e) => {
-            issue("upstream.url".into(), e);
-            return None;
-        }
-    };
-    ok.then_some(UpstreamSpec {
-        scheme,
-        authority,
-        extra_roots,
-        connect_timeout: raw.connect_timeout,
-        pool_idle_timeout: raw.pool_idle_timeout,
-        pool_max_idle_per_host: raw.pool_max_idle_per_host,
-    })
-}
-
-/// The upstream is an origin: scheme and authority, nothing else. payguard keeps the request's
-/// own path, so a path here would silently change every URL; it is refused instead.
-fn parse_origin(url: &str) -> Result<(Scheme, Authority), String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    let scheme = uri
-        .scheme()
-        .cloned()
-        .ok_or("needs a scheme, https:// or http://")?;
-    if scheme != Scheme::HTTPS && scheme != Scheme::HTTP {
-        return Err(format!("scheme must be https or http, got {scheme}"));
-    }
-    let authority = uri.authority().cloned().ok_or("needs a host")?;
-    if authority.as_str().contains('@') {
-        return Err("must not carry credentials".into());
-    }
-    match uri.path_and_query().map(|p| p.as_str()) {
-        None | Some("/") | Some("") => Ok((scheme, authority)),
-        Some(other) => Err(format!(
-            "must be an origin without a path or query, got {other:?}"
-        )),
-    }
-}
-
-fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{} is not valid PEM: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no CERTIFICATE block", path.display()));
-    }
-    Ok(certs)
 }

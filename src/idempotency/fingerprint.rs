@@ -2,7 +2,7 @@
 //! clear: the API key only ever exists here as part of a SHA-256 input.
 //!
 //! - The **scope** is the tenant: the `Authorization` header (which carries the API key) plus
-//!   `Stripe-Account`. Records of one scope can never be reached from another, because the
+//!   the profile's account headers (Stripe: `Stripe-Account`). Records of one scope can never be reached from another, because the
 //!   scope is part of every record key.
 //! - The **record key** names one idempotency key within a scope.
 //! - The **fingerprint** is what the key was first used for: method, path with query, body.
@@ -19,12 +19,14 @@ pub type Digest = [u8; 32];
 
 /// The tenant a request belongs to; `None` when it carries no credentials (the provider will
 /// refuse it, so there is nothing to deduplicate).
-pub fn scope(headers: &HeaderMap) -> Option<Digest> {
+/// `accounts` are the provider's headers naming a tenant within the credentials.
+pub fn scope(headers: &HeaderMap, accounts: &[&str]) -> Option<Digest> {
     let auth = headers.get(http::header::AUTHORIZATION)?;
-    let account = headers
-        .get("stripe-account")
-        .map_or(&b""[..], |v| v.as_bytes());
-    Some(hash(&[b"scope", auth.as_bytes(), account]))
+    let mut parts: Vec<&[u8]> = vec![b"scope", auth.as_bytes()];
+    for name in accounts {
+        parts.push(headers.get(*name).map_or(&b""[..], |v| v.as_bytes()));
+    }
+    Some(hash(&parts))
 }
 
 /// The store key for idempotency key `key` within `scope`.
@@ -63,6 +65,10 @@ mod tests {
     use super::*;
     use http::{HeaderValue, Method};
 
+    fn scope_of(h: &HeaderMap) -> Option<Digest> {
+        scope(h, crate::profile::STRIPE.scope_headers)
+    }
+
     fn headers(auth: &'static str, account: Option<&'static str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static(auth));
@@ -74,13 +80,13 @@ mod tests {
 
     #[test]
     fn scopes_separate_keys_and_accounts() {
-        let a = scope(&headers("Bearer sk_a", None)).unwrap();
-        let b = scope(&headers("Bearer sk_b", None)).unwrap();
-        let a_connected = scope(&headers("Bearer sk_a", Some("acct_1"))).unwrap();
+        let a = scope_of(&headers("Bearer sk_a", None)).unwrap();
+        let b = scope_of(&headers("Bearer sk_b", None)).unwrap();
+        let a_connected = scope_of(&headers("Bearer sk_a", Some("acct_1"))).unwrap();
         assert_ne!(a, b);
         assert_ne!(a, a_connected);
-        assert_eq!(a, scope(&headers("Bearer sk_a", None)).unwrap());
-        assert_eq!(scope(&HeaderMap::new()), None);
+        assert_eq!(a, scope_of(&headers("Bearer sk_a", None)).unwrap());
+        assert_eq!(scope_of(&HeaderMap::new()), None);
         assert_ne!(record_key(&a, b"k1"), record_key(&b, b"k1"));
     }
 

@@ -13,6 +13,7 @@ use super::layer::Idempotency;
 use super::store::StoredResponse;
 use crate::error::ProxyError;
 use crate::metrics::IdempotencyMetrics;
+use crate::profile::Profile;
 use crate::proxy::{ProxyBody, full};
 
 /// A claimed key. Finish it with the final response, or drop it to release the key.
@@ -21,6 +22,10 @@ pub struct Guard {
     pub(super) record: Digest,
     pub(super) claim: u128,
     pub(super) finished: bool,
+    /// Whose rules decide what is kept, and how a replay is marked.
+    pub(super) profile: &'static Profile,
+    /// How long the stored response is replayed.
+    pub(super) ttl: std::time::Duration,
 }
 
 impl Guard {
@@ -40,7 +45,7 @@ impl Guard {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         let fits = length.is_some_and(|l| l <= settings.max_stored_body);
-        if !storable(response.status()) || !fits {
+        if !self.profile.saves(response.status()) || !fits {
             self.release(m).await;
             return Ok(response);
         }
@@ -74,7 +79,7 @@ impl Guard {
                 .collect(),
             body: bytes.to_vec(),
         };
-        let expires = after(idem.now_ms(), settings.ttl);
+        let expires = after(idem.now_ms(), self.ttl);
         let complete = idem
             .0
             .store
@@ -116,14 +121,9 @@ impl Drop for Guard {
     }
 }
 
-/// Final answers the provider keeps under a key; see the module docs for what is left out.
-fn storable(status: StatusCode) -> bool {
-    status.is_success()
-        || (status.is_client_error() && !matches!(status.as_u16(), 400 | 401 | 403 | 409 | 429))
-}
-
-/// A stored response as the provider replays one: same status, headers and body, marked.
-pub(super) fn replay(stored: StoredResponse) -> Response<ProxyBody> {
+/// A stored response as the provider replays one: same status, headers and body, marked as
+/// the profile's provider marks replays (Stripe: `Idempotent-Replayed: true`).
+pub(super) fn replay(stored: StoredResponse, profile: &Profile) -> Response<ProxyBody> {
     let mut response = Response::new(full(Bytes::from(stored.body)));
     *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let headers = response.headers_mut();
@@ -135,6 +135,8 @@ pub(super) fn replay(stored: StoredResponse) -> Response<ProxyBody> {
             headers.append(name, value);
         }
     }
-    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    if let Some((name, value)) = &profile.replayed_header {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     response
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response};
+use http::{HeaderMap, HeaderValue, Method, Response};
 use rand::Rng;
 use tokio::sync::Notify;
 
@@ -15,13 +15,11 @@ use super::fingerprint::{self, Digest};
 use super::guard::{Guard, replay};
 use super::store::{Claim, ClaimRequest, Store, StoreError};
 use super::{Clock, FailMode, RoutePolicy, Settings, after, new_key};
+use crate::config::RouteSpec;
 use crate::error::ProxyError;
 use crate::metrics::IdempotencyMetrics;
 use crate::proxy::ProxyBody;
 
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-/// Longer than any key the provider accepts; such a request is left for the provider to refuse.
-const MAX_KEY_LEN: usize = 255;
 /// A claim outlives its request's deadline by this much, so a slow finish is not taken over.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
 /// Waiters re-check the store this often even without a wake-up (another process may hold
@@ -115,13 +113,13 @@ impl Idempotency {
         result
     }
 
-    /// Decides a request's fate before any attempt. May add an `Idempotency-Key` to `headers`.
+    /// Decides a request's fate before any attempt. May add a key (in the header of the
+    /// route's provider profile) to `headers`.
     #[allow(clippy::too_many_arguments)] // each is one fact of the request; a struct adds nothing
     pub async fn admit(
         &self,
-        policy: &RoutePolicy,
+        spec: &RouteSpec,
         m: &IdempotencyMetrics,
-        route: &str,
         method: &Method,
         path_and_query: &str,
         headers: &mut HeaderMap,
@@ -132,16 +130,23 @@ impl Idempotency {
             guard: None,
             injected,
         };
-        // Keys are a POST matter (GET and DELETE are idempotent by definition), and a request
-        // without credentials will be refused by the provider: nothing to deduplicate.
-        let Some(scope) = fingerprint::scope(headers).filter(|_| method == Method::POST) else {
+        let (policy, route, profile) = (&spec.idempotency, spec.name.as_str(), spec.profile);
+        let key_header = &profile.key_header;
+        // Keys are for the methods the provider keys (POST; GET and DELETE are idempotent by
+        // definition), and a request without credentials will be refused by the provider:
+        // nothing to deduplicate.
+        let scope = fingerprint::scope(headers, profile.scope_headers);
+        let Some(scope) = scope.filter(|_| profile.keys(method)) else {
             return forward(None);
         };
         let print = fingerprint::fingerprint(method, path_and_query, body);
         let now = self.now_ms();
 
-        let (key, injected) = match headers.get(&IDEMPOTENCY_KEY) {
-            Some(key) if key.len() > MAX_KEY_LEN || key.is_empty() => return forward(None),
+        let (key, injected) = match headers.get(key_header) {
+            // Longer than the provider accepts: left for it to refuse.
+            Some(key) if key.len() > profile.max_key_len || key.is_empty() => {
+                return forward(None);
+            }
             Some(key) => (key.clone(), None),
             None if !policy.inject && policy.dedup_window.is_none() => return forward(None),
             None => {
@@ -163,7 +168,7 @@ impl Idempotency {
                             // the request, and payguard may retry it.
                             let value = HeaderValue::from_str(&key).ok();
                             if let Some(value) = &value {
-                                headers.insert(IDEMPOTENCY_KEY, value.clone());
+                                headers.insert(key_header, value.clone());
                             }
                             m.injected.with_label_values(&[route]).inc();
                             return self.degrade(policy, e, value);
@@ -178,7 +183,7 @@ impl Idempotency {
                 let Ok(value) = HeaderValue::from_str(&key) else {
                     return forward(None);
                 };
-                headers.insert(IDEMPOTENCY_KEY, value.clone());
+                headers.insert(key_header, value.clone());
                 if policy.dedup_window.is_none() {
                     // A fresh random key cannot collide: nothing to look up.
                     return forward(Some(value));
@@ -230,6 +235,8 @@ impl Idempotency {
                         record,
                         claim: owner,
                         finished: false,
+                        profile,
+                        ttl: self.0.settings.ttl.unwrap_or(spec.key_window),
                     };
                     return Admission::Forward {
                         guard: Some(guard),
@@ -243,12 +250,19 @@ impl Idempotency {
                     self.forget(&record);
                     return Admission::Refuse(ProxyError::KeyMismatch);
                 }
+                Claim::Completed { .. } if !profile.replays => {
+                    // The provider answers a repeated key with the resource's latest state,
+                    // not a copy: ask it, under the same key, so nothing executes twice.
+                    coalesced("forwarded");
+                    self.forget(&record);
+                    return forward(injected);
+                }
                 Claim::Completed { response, .. } => {
                     coalesced("replayed");
                     m.replays.with_label_values(&[route]).inc();
                     self.forget(&record);
                     return Admission::Replay {
-                        response: replay(response),
+                        response: replay(response, profile),
                         injected,
                     };
                 }

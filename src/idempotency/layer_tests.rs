@@ -14,18 +14,30 @@ use crate::proxy::full;
 
 fn layer(max_records: usize) -> Idempotency {
     let settings = Settings {
-        ttl: Duration::from_secs(60),
+        ttl: Some(Duration::from_secs(60)),
         coalesce_wait: Duration::from_millis(100),
         max_stored_body: 4096,
     };
     Idempotency::new(Arc::new(MemoryStore::new(max_records)), settings)
 }
 
-fn policy() -> RoutePolicy {
-    RoutePolicy {
-        inject: true,
-        dedup_window: None,
-        on_store_error: FailMode::Open,
+fn route() -> RouteSpec {
+    let stripe = &crate::profile::STRIPE;
+    RouteSpec {
+        name: "r".into(),
+        pattern: crate::route::RoutePattern::any(),
+        retry: crate::config::builtin_policy(),
+        idempotency: RoutePolicy {
+            inject: true,
+            dedup_window: None,
+            on_store_error: FailMode::Open,
+        },
+        rate_limit: None,
+        breaker: None,
+        upstream: 0,
+        profile: stripe,
+        key_window: stripe.key_window,
+        max_upload: None,
     }
 }
 
@@ -35,13 +47,12 @@ async fn admit(idem: &Idempotency, m: &Metrics, key: &str) -> Admission {
         "authorization",
         HeaderValue::from_static("Bearer sk_test_layer"),
     );
-    headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(key).unwrap());
+    headers.insert("idempotency-key", HeaderValue::from_str(key).unwrap());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let body = Bytes::from_static(b"amount=1");
     idem.admit(
-        &policy(),
+        &route(),
         &m.idempotency,
-        "r",
         &Method::POST,
         "/v1/x",
         &mut headers,

@@ -58,8 +58,9 @@ pub struct RoutePolicy {
 /// Store-wide settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// How long completed records are replayed (the provider keeps keys for 24 hours).
-    pub ttl: Duration,
+    /// How long completed records are replayed; `None`: as long as the route's upstream
+    /// keeps keys (its key window).
+    pub ttl: Option<Duration>,
     /// How long a duplicate waits for the first request with its key before 409.
     pub coalesce_wait: Duration,
     /// Larger responses are relayed but not stored.

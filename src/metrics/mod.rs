@@ -100,6 +100,9 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// 1 while a reloaded config changed settings that only a restart applies.
     pub restart_required: IntGauge,
+    /// Uploads streamed through unbuffered (sent once, never retried), and their bytes.
+    streamed: IntCounterVec,
+    streamed_bytes: IntCounterVec,
 }
 
 impl Metrics {
@@ -138,6 +141,18 @@ impl Metrics {
         let resolver = ResolverMetrics::new(&registry)?;
         // Zeroed series for every route, so dashboards and alerts see configured routes (and
         // rare events such as refusals) before they first happen.
+        let streamed = counter(
+            &registry,
+            "payguard_streamed_uploads_total",
+            "Request bodies over the replay buffer streamed upstream unbuffered, with one attempt and no retry, by route.",
+            &["route"],
+        )?;
+        let streamed_bytes = counter(
+            &registry,
+            "payguard_streamed_upload_bytes_total",
+            "Declared bytes of the request bodies streamed upstream unbuffered, by route.",
+            &["route"],
+        )?;
         for name in routes {
             duration.with_label_values(&[name]);
             retry.preregister(name);
@@ -159,6 +174,8 @@ impl Metrics {
             "1 while a reloaded config changed settings that need a restart.",
         )?;
         Ok(Metrics {
+            streamed,
+            streamed_bytes,
             reloads,
             restart_required,
             retry,
@@ -186,6 +203,14 @@ impl Metrics {
         self.duration
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts an upload streamed through on `route`, of `bytes` declared bytes.
+    pub fn streamed(&self, route: &str, bytes: u64) {
+        self.streamed.with_label_values(&[route]).inc();
+        self.streamed_bytes
+            .with_label_values(&[route])
+            .inc_by(bytes);
     }
 
     /// The retry loop's observer for one request on `route`.

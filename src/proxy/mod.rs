@@ -3,7 +3,9 @@
 //! 1. Match the request to a route (or the default route), which brings its policies.
 //! 2. Refuse what payguard must never forward: CONNECT, absolute-form requests naming another
 //!    host, bodies over the buffer limit ([`crate::inbound`]). Nothing reaches the upstream.
-//! 3. Buffer the body (bounded), so every attempt can send it again.
+//!    The route names the upstream (and with it the provider profile) the request goes to.
+//! 3. Buffer the body (bounded), so every attempt can send it again. A larger upload, on a
+//!    route that allows one, streams through instead, with one attempt ([`stream`]).
 //! 4. Idempotency ([`crate::idempotency`]): inject a key when missing; replay a completed key,
 //!    join one in flight, refuse a mismatch, or claim it.
 //! 5. Attempt, classify, back off and attempt again, within the route's attempts and deadline
@@ -22,12 +24,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tower::retry::budget::TpsBudget;
 
@@ -36,11 +38,11 @@ use crate::error::ProxyError;
 use crate::gate::Gates;
 use crate::headers;
 use crate::idempotency::{Admission, Idempotency, after};
-use crate::inbound::{has_idempotency_key, is_idempotent, read_body, refuse_foreign_target};
+use crate::inbound::{declared_length, is_idempotent, read_body, refuse_foreign_target};
 use crate::metrics::{Metrics, Origin};
 use crate::resolver::webhook::Webhook;
 use crate::resolver::{self, Journal, Verdict};
-use crate::retry::{self, AttemptError, Jitter, ProviderErrorCode};
+use crate::retry::{self, Jitter, RequestFacts};
 use crate::route::RouteTable;
 use crate::shared::RedisPool;
 use crate::upstream::Upstream;
@@ -60,18 +62,19 @@ pub fn full(bytes: Bytes) -> ProxyBody {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
-/// The largest error body read to find the provider's error code (only 409s need it).
-const ERROR_PEEK_LIMIT: usize = 64 * 1024;
-
+mod attempt;
 mod state;
+mod stream;
 
 /// What the request path needs, shared by every connection behind an `Arc`.
 pub struct ProxyState {
     routes: RouteTable,
-    upstream: Upstream,
+    /// One client and one retry budget per configured upstream, in the config's order:
+    /// routes point in by index.
+    upstreams: Vec<Upstream>,
+    budgets: Vec<Arc<TpsBudget>>,
     /// Kept across config reloads, so counters continue.
     metrics: Arc<Metrics>,
-    budget: Arc<TpsBudget>,
     jitter: Jitter,
     idempotency: Idempotency,
     gates: Arc<Gates>,
@@ -127,7 +130,7 @@ impl ProxyState {
         let (attempts, origin) = (forwarded.attempts, forwarded.origin);
         let mut response = forwarded.result.unwrap_or_else(|err| {
             tracing::warn!(route = route.name, %method, path, attempts, error = %err, "payguard answered with an error");
-            err.into_response()
+            err.into_response(route.profile)
         });
         let headers = response.headers_mut();
         headers.insert(PAYGUARD_ATTEMPTS, HeaderValue::from(attempts));
@@ -158,6 +161,13 @@ impl ProxyState {
         // a duplicate, attempts, backoff and storing the response all count against it. So a
         // client trickling its body cannot hold a connection for longer than that either.
         let deadline = tokio::time::Instant::now() + route.retry.deadline;
+        if let Some(limit) = route.max_upload {
+            let length = declared_length(&parts.headers);
+            if length.is_some_and(|l| l > self.max_body as u64) {
+                headers::for_upstream(&mut parts.headers);
+                return self.stream(parts, body, route, deadline, limit).await;
+            }
+        }
         let body =
             match tokio::time::timeout_at(deadline, read_body(&parts.headers, body, self.max_body))
                 .await
@@ -180,12 +190,9 @@ impl ProxyState {
         deadline: tokio::time::Instant,
         journal: bool,
     ) -> (Forwarded, Verdict) {
-        let uri = match self.upstream.uri_for(parts.uri.path_and_query()) {
-            Ok(uri) => uri,
-            Err(e) => {
-                let e = ProxyError::BodyRead(format!("bad request target: {e}"));
-                return (Forwarded::refused(e), Verdict::NothingSent);
-            }
+        let (uri, budget) = match self.target(&parts, route) {
+            Ok(target) => target,
+            Err(e) => return (Forwarded::refused(e), Verdict::NothingSent),
         };
 
         let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -193,9 +200,8 @@ impl ProxyState {
         let admission = self
             .idempotency
             .admit(
-                &route.idempotency,
+                route,
                 m,
-                &route.name,
                 &parts.method,
                 path_and_query,
                 &mut parts.headers,
@@ -228,28 +234,31 @@ impl ProxyState {
         };
 
         crate::crash_point!(crate::crashpoints::AFTER_CLAIM);
-        let replay_safe = is_idempotent(&parts.method) || has_idempotency_key(&parts.headers);
+        let facts = RequestFacts {
+            replay_safe: is_idempotent(&parts.method) || route.profile.has_key(&parts.headers),
+            profile: route.profile,
+        };
         let observer = self.metrics.for_route(&route.name);
         let finished = retry::send_with_retries(
             &route.retry,
             deadline,
-            replay_safe,
-            &self.budget,
+            facts,
+            budget,
             &self.jitter,
             &observer,
             |timeout| {
                 // Each attempt is built afresh from the buffered parts: same method, target,
                 // headers (idempotency key included) and body bytes every time.
-                let mut attempt = Request::new(body.clone());
+                let mut attempt = Request::new(Full::new(body.clone()));
                 *attempt.method_mut() = parts.method.clone();
                 *attempt.uri_mut() = uri.clone();
                 *attempt.headers_mut() = parts.headers.clone();
-                self.gated_attempt(&route.name, attempt, timeout)
+                self.gated_attempt(route, attempt, timeout)
             },
         )
         .await;
         crate::crash_point!(crate::crashpoints::AFTER_RESPONSE);
-        let verdict = resolver::judge(&finished.outcome, finished.attempts);
+        let verdict = resolver::judge(&finished.outcome, finished.attempts, route.profile);
         if let Some(ticket) = ticket {
             let retry_at = after(self.journal.now_ms(), self.resolver.base_delay);
             // The app's own retry may be what resolves an earlier unresolved request.
@@ -274,60 +283,4 @@ impl ProxyState {
         };
         (forwarded, verdict)
     }
-
-    /// One attempt through the gates: breakers admit it, limiters grant it a send time (both
-    /// within `timeout`), then it is sent with what is left of `timeout`.
-    async fn gated_attempt(
-        &self,
-        route: &str,
-        request: Request<Bytes>,
-        timeout: Duration,
-    ) -> Result<Response<ProxyBody>, AttemptError> {
-        let started = tokio::time::Instant::now();
-        let passage = self
-            .gates
-            .pass(route, timeout, &self.metrics.limits)
-            .await
-            .map_err(AttemptError::Refused)?;
-        let outcome = self
-            .attempt(request, timeout.saturating_sub(started.elapsed()))
-            .await;
-        passage.report(&outcome);
-        outcome
-    }
-
-    /// One upstream attempt. A 409's small error body is read so the retry policy can tell
-    /// `idempotency_key_in_use` from other conflicts; every other body streams untouched.
-    async fn attempt(
-        &self,
-        request: Request<Bytes>,
-        timeout: Duration,
-    ) -> Result<Response<ProxyBody>, AttemptError> {
-        let started = tokio::time::Instant::now();
-        let response = self.upstream.send(request, timeout).await?;
-        let (mut parts, body) = response.into_parts();
-        headers::strip_hop_by_hop(&mut parts.headers);
-        if parts.status != StatusCode::CONFLICT {
-            return Ok(Response::from_parts(parts, body.boxed()));
-        }
-        // The small error body is read within what is left of the attempt's timeout.
-        let left = timeout.saturating_sub(started.elapsed());
-        let bytes = match tokio::time::timeout(left, Limited::new(body, ERROR_PEEK_LIMIT).collect())
-            .await
-        {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(e)) => return Err(AttemptError::Lost(format!("reading a 409 body: {e}"))),
-            Err(_) => return Err(AttemptError::TimedOut(timeout)),
-        };
-        if let Some(code) = error_code(&bytes) {
-            parts.extensions.insert(ProviderErrorCode(code));
-        }
-        Ok(Response::from_parts(parts, full(bytes)))
-    }
-}
-
-/// The `error.code` of a Stripe-shaped error body, if it is one.
-fn error_code(body: &[u8]) -> Option<String> {
-    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
-    json.get("error")?.get("code")?.as_str().map(str::to_owned)
 }

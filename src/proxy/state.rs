@@ -64,9 +64,17 @@ impl ProxyState {
             store_shared: spec.store == StoreKind::Redis,
             fails_closed: fails_closed(config),
             redis,
-            budget: Arc::new(budget(config)),
+            budgets: config
+                .upstreams
+                .iter()
+                .map(|_| Arc::new(budget(config)))
+                .collect(),
             idempotency: Idempotency::new(store, spec.settings.clone()),
-            upstream: Upstream::new(&config.upstream)?,
+            upstreams: config
+                .upstreams
+                .iter()
+                .map(Upstream::new)
+                .collect::<Result<_, _>>()?,
             routes: routes(config),
             metrics,
             jitter: jitter(config),
@@ -83,11 +91,11 @@ impl ProxyState {
 
     /// The state for a reloaded config. What a reload must not disturb is carried over: the
     /// metrics (counters continue) and the idempotency store (an open file cannot be opened
-    /// twice) always; the connection pool, the limiters and breakers (their rate, queue and
-    /// state), the retry budget and the idempotency layer (its waiters and health) whenever
-    /// their settings did not change.
+    /// twice) always; an upstream's connection pool and retry budget, the limiters and
+    /// breakers (their rate, queue and state) and the idempotency layer (its waiters and
+    /// health) whenever their settings did not change. Upstreams are matched by name.
     pub fn reconfigure(&self, config: &Config, old: &Config) -> anyhow::Result<ProxyState> {
-        // The limits in force: upstream-wide, and those of routes that have their own.
+        // The limits in force: each upstream's, and those of routes that have their own.
         let limits = |c: &Config| {
             let routes: Vec<_> = c
                 .routes
@@ -95,14 +103,33 @@ impl ProxyState {
                 .filter(|r| r.rate_limit.is_some() || r.breaker.is_some())
                 .map(|r| (r.name.clone(), r.rate_limit, r.breaker))
                 .collect();
-            (c.rate_limit, c.breaker, routes)
+            let upstreams: Vec<_> = c
+                .upstreams
+                .iter()
+                .map(|u| (u.name.clone(), u.rate_limit, u.breaker))
+                .collect();
+            (upstreams, routes)
         };
+        // The index an upstream of the new config had in the old one.
+        let before = |name: &str| old.upstreams.iter().position(|u| u.name == name);
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        let mut budgets = Vec::with_capacity(config.upstreams.len());
+        for spec in &config.upstreams {
+            let kept = before(&spec.name).filter(|&i| old.upstreams[i].same_connection(spec));
+            upstreams.push(match kept.and_then(|i| self.upstreams.get(i)) {
+                Some(client) => client.clone(),
+                None => Upstream::new(spec)?,
+            });
+            let same_budget = config.retry_budget == old.retry_budget;
+            budgets.push(match before(&spec.name).and_then(|i| self.budgets.get(i)) {
+                Some(budget) if same_budget => budget.clone(),
+                _ => Arc::new(budget(config)),
+            });
+        }
         let settings = &config.idempotency.settings;
         Ok(ProxyState {
-            upstream: match config.upstream == old.upstream {
-                true => self.upstream.clone(),
-                false => Upstream::new(&config.upstream)?,
-            },
+            upstreams,
+            budgets,
             gates: match limits(config) == limits(old) {
                 true => self.gates.clone(),
                 false => Arc::new(Gates::new(
@@ -110,10 +137,6 @@ impl ProxyState {
                     &self.metrics.limits,
                     self.redis.as_ref(),
                 )),
-            },
-            budget: match config.retry_budget == old.retry_budget {
-                true => self.budget.clone(),
-                false => Arc::new(budget(config)),
             },
             idempotency: match *settings == old.idempotency.settings {
                 true => self.idempotency.clone(),
@@ -193,11 +216,7 @@ fn fails_closed(config: &Config) -> bool {
 }
 
 fn routes(config: &Config) -> RouteTable {
-    RouteTable::new(
-        config.routes.clone(),
-        config.default_retry.clone(),
-        config.default_idempotency.clone(),
-    )
+    RouteTable::new(config.routes.clone(), config.default_route())
 }
 
 fn budget(config: &Config) -> TpsBudget {

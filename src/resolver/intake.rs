@@ -26,13 +26,14 @@ pub async fn open(
     parts: &http::request::Parts,
     body: &Bytes,
 ) -> Option<Ticket> {
-    if parts.method != Method::POST {
+    let profile = route.profile;
+    if !profile.keys(&parts.method) {
         return None;
     }
-    let scope = fingerprint::scope(&parts.headers)?;
+    let scope = fingerprint::scope(&parts.headers, profile.scope_headers)?;
     let key = parts
         .headers
-        .get("idempotency-key")
+        .get(&profile.key_header)
         .filter(|k| !k.is_empty())?;
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let resend = spec.resends(&route.name);

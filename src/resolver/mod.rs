@@ -40,7 +40,8 @@ use serde::{Deserialize, Serialize};
 pub use journal::{Journal, JournalError, JournalStore, Ticket};
 
 use crate::idempotency::fingerprint::Digest;
-use crate::retry::{AttemptError, Verdict as RetryVerdict, classify};
+use crate::profile::Profile;
+use crate::retry::{AttemptError, RequestFacts, Verdict as RetryVerdict, classify};
 
 /// An entry's name: the idempotency record key of its scope and key, so a request and every
 /// retry of it (by the app or the resolver) share one entry.
@@ -216,23 +217,25 @@ pub enum Verdict {
 
 /// Judges the outcome of the attempt loop. `attempts` is how many attempts were made.
 ///
-/// A response is definitive unless the retry policy would try it again (a 5xx, a 409
-/// `idempotency_key_in_use`, `Stripe-Should-Retry: true`), with two exceptions: a 429 says
-/// the provider executed nothing, and a replay of the provider's own record
-/// (`Idempotent-Replayed: true`, e.g. a 500 saved under the key) is its final word for the key:
+/// A response is definitive unless the retry policy would try it again (a 5xx, the profile's
+/// in-flight answer, `Stripe-Should-Retry: true`), with two exceptions: a 429 says
+/// the provider executed nothing, and a replay of the provider's own record, when `profile`
+/// marks them (`Idempotent-Replayed: true`, e.g. a 500 saved under the key), is its final word for the key:
 /// re-sending would only replay it again. `NotSent` and local refusals are only "nothing sent" when
 /// no earlier attempt was made: an earlier attempt may have been lost after sending.
-pub fn judge<B>(outcome: &Result<Response<B>, AttemptError>, attempts: u32) -> Verdict {
+pub fn judge<B>(
+    outcome: &Result<Response<B>, AttemptError>,
+    attempts: u32,
+    profile: &Profile,
+) -> Verdict {
+    let facts = RequestFacts {
+        replay_safe: true,
+        profile,
+    };
     match outcome {
         Ok(r) if r.status().as_u16() == 429 => Verdict::NothingSent,
-        Ok(r)
-            if r.headers()
-                .get("idempotent-replayed")
-                .is_some_and(|v| v == "true") =>
-        {
-            Verdict::Definitive(r.status().as_u16())
-        }
-        Ok(r) => match classify(outcome, true) {
+        Ok(r) if profile.is_replay(r.headers()) => Verdict::Definitive(r.status().as_u16()),
+        Ok(r) => match classify(outcome, facts) {
             RetryVerdict::Final => Verdict::Definitive(r.status().as_u16()),
             RetryVerdict::Retry { .. } => {
                 Verdict::Unknown(format!("the provider answered {}", r.status().as_u16()))

@@ -60,8 +60,9 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
         return;
     };
     let path = entry.target.split('?').next().unwrap_or("/");
-    let deadline = proxy.route(&method, path).retry.deadline;
-    if after(now, deadline) >= after(entry.created_ms, spec.key_window) {
+    let route = proxy.route(&method, path);
+    let key_window = spec.key_window.unwrap_or(route.key_window);
+    if after(now, route.retry.deadline) >= after(entry.created_ms, key_window) {
         return give_up(proxy, id, GiveUp::KeyWindow).await;
     }
     if let State::Open { .. } = entry.state {

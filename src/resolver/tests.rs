@@ -10,6 +10,7 @@ use super::report::Listing;
 use super::seal::Sealer;
 use super::task::backoff;
 use super::*;
+use crate::profile::STRIPE;
 use crate::retry::Refusal;
 
 fn response(status: u16, should_retry: Option<&str>) -> Result<Response<()>, AttemptError> {
@@ -22,28 +23,43 @@ fn response(status: u16, should_retry: Option<&str>) -> Result<Response<()>, Att
 
 #[test]
 fn verdicts_follow_the_retry_rules() {
-    assert_eq!(judge(&response(200, None), 1), Verdict::Definitive(200));
-    assert_eq!(judge(&response(402, None), 3), Verdict::Definitive(402));
+    assert_eq!(
+        judge(&response(200, None), 1, &STRIPE),
+        Verdict::Definitive(200)
+    );
+    assert_eq!(
+        judge(&response(402, None), 3, &STRIPE),
+        Verdict::Definitive(402)
+    );
     // The provider's explicit word that a 500 is final settles it.
     assert_eq!(
-        judge(&response(500, Some("false")), 1),
+        judge(&response(500, Some("false")), 1, &STRIPE),
         Verdict::Definitive(500)
     );
     assert!(matches!(
-        judge(&response(503, None), 3),
+        judge(&response(503, None), 3, &STRIPE),
         Verdict::Unknown(_)
     ));
-    assert_eq!(judge(&response(429, None), 2), Verdict::NothingSent);
+    assert_eq!(
+        judge(&response(429, None), 2, &STRIPE),
+        Verdict::NothingSent
+    );
     let lost = Err(AttemptError::Lost("reset".into()));
-    assert!(matches!(judge::<()>(&lost, 1), Verdict::Unknown(e) if e.contains("reset")));
+    assert!(matches!(judge::<()>(&lost, 1, &STRIPE), Verdict::Unknown(e) if e.contains("reset")));
     let timed_out = Err(AttemptError::TimedOut(Duration::from_secs(1)));
-    assert!(matches!(judge::<()>(&timed_out, 2), Verdict::Unknown(_)));
+    assert!(matches!(
+        judge::<()>(&timed_out, 2, &STRIPE),
+        Verdict::Unknown(_)
+    ));
     let not_sent = Err(AttemptError::NotSent("refused".into()));
-    assert_eq!(judge::<()>(&not_sent, 1), Verdict::NothingSent);
+    assert_eq!(judge::<()>(&not_sent, 1, &STRIPE), Verdict::NothingSent);
     // After an earlier attempt, which may have been lost after sending, doubt remains.
-    assert!(matches!(judge::<()>(&not_sent, 2), Verdict::Unknown(_)));
+    assert!(matches!(
+        judge::<()>(&not_sent, 2, &STRIPE),
+        Verdict::Unknown(_)
+    ));
     let refused = Err(AttemptError::Refused(Refusal::CircuitOpen(Duration::ZERO)));
-    assert_eq!(judge::<()>(&refused, 0), Verdict::NothingSent);
+    assert_eq!(judge::<()>(&refused, 0, &STRIPE), Verdict::NothingSent);
 }
 
 #[test]

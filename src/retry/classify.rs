@@ -9,10 +9,11 @@
 //! 2. Sent, outcome unknown (reset or timeout after the request went out): retried only when a
 //!    replay is harmless, that is the method is idempotent or the request carries an
 //!    idempotency key the provider will deduplicate on.
-//! 3. A response with `Stripe-Should-Retry: true|false`: the provider's explicit word wins over
-//!    the status, as in every official SDK.
+//! 3. A response with the profile's retry header (Stripe: `Stripe-Should-Retry: true|false`):
+//!    the provider's explicit word wins over the status, as in every official SDK.
 //! 4. 429 (`rate_limit`, `lock_timeout`): the provider refused before executing, so a retry is
-//!    safe for any request. 409 `idempotency_key_in_use`: the first request with that key is
+//!    safe for any request. The profile's in-flight answer (Stripe: 409
+//!    `idempotency_key_in_use`; the IETF draft: any 409): the first request with that key is
 //!    still running; a later retry gets its result.
 //! 5. 5xx: retried when a replay is harmless (rule 2's test), since the request was executed
 //!    or partly executed.
@@ -23,6 +24,8 @@
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Response, StatusCode};
+
+use crate::profile::Profile;
 
 /// Why an attempt produced no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +49,9 @@ pub enum Refusal {
     CircuitOpen(Duration),
 }
 
-/// The provider's error `code`, read from a bounded error body when the status alone cannot
-/// decide (409). Attached to the response as an extension by the sender.
+/// The provider's error code, read from a bounded error body when the status alone cannot
+/// decide (the profile's in-flight status). Attached to the response as an extension by the
+/// sender.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderErrorCode(pub String);
 
@@ -88,9 +92,21 @@ pub enum Verdict {
     },
 }
 
-/// Classifies one attempt's outcome. `replay_safe` is true when the method is idempotent or the
-/// request carries an idempotency key.
-pub fn classify<B>(outcome: &Result<Response<B>, AttemptError>, replay_safe: bool) -> Verdict {
+/// What classifying an outcome needs to know of its request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// True when the method is idempotent or the request carries an idempotency key.
+    pub replay_safe: bool,
+    /// Whose retry hints and in-flight answer apply.
+    pub profile: &'a Profile,
+}
+
+/// Classifies one attempt's outcome.
+pub fn classify<B>(outcome: &Result<Response<B>, AttemptError>, facts: RequestFacts) -> Verdict {
+    let RequestFacts {
+        replay_safe,
+        profile,
+    } = facts;
     let retry = |reason| Verdict::Retry {
         reason,
         not_before: None,
@@ -106,11 +122,12 @@ pub fn classify<B>(outcome: &Result<Response<B>, AttemptError>, replay_safe: boo
         Ok(response) => response,
     };
     let status = response.status();
-    let reason = match should_retry_header(response.headers()) {
+    let code = response.extensions().get::<ProviderErrorCode>();
+    let reason = match profile.should_retry(response.headers()) {
         Some(true) => Some(RetryReason::ShouldRetryHeader),
         Some(false) => None,
         None if status == StatusCode::TOO_MANY_REQUESTS => Some(RetryReason::RateLimited),
-        None if status == StatusCode::CONFLICT && key_in_use(response) => {
+        None if profile.is_in_flight(status, code.map(|c| c.0.as_str())) => {
             Some(RetryReason::KeyInUse)
         }
         None if status.is_server_error() && replay_safe => Some(RetryReason::ServerError),
@@ -122,23 +139,6 @@ pub fn classify<B>(outcome: &Result<Response<B>, AttemptError>, replay_safe: boo
             reason,
             not_before: retry_after(response.headers(), SystemTime::now()),
         },
-    }
-}
-
-fn key_in_use<B>(response: &Response<B>) -> bool {
-    response
-        .extensions()
-        .get::<ProviderErrorCode>()
-        .is_some_and(|c| c.0 == "idempotency_key_in_use")
-}
-
-/// The provider's explicit word (`Stripe-Should-Retry`): `Some` only for exactly `true` or
-/// `false` (surrounding whitespace aside); anything else is no word at all.
-pub fn should_retry_header(headers: &HeaderMap) -> Option<bool> {
-    match headers.get("stripe-should-retry")?.to_str().ok()?.trim() {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
     }
 }
 

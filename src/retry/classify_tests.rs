@@ -10,6 +10,13 @@ fn response(status: u16, headers: &[(&str, &str)]) -> Result<Response<()>, Attem
     Ok(builder.body(()).unwrap())
 }
 
+fn stripe(replay_safe: bool) -> RequestFacts<'static> {
+    RequestFacts {
+        replay_safe,
+        profile: &crate::profile::STRIPE,
+    }
+}
+
 fn reason(verdict: Verdict) -> Option<RetryReason> {
     match verdict {
         Verdict::Retry { reason, .. } => Some(reason),
@@ -21,7 +28,7 @@ fn reason(verdict: Verdict) -> Option<RetryReason> {
 fn never_sent_is_retryable_for_any_request() {
     let outcome = Err(AttemptError::NotSent("connection refused".into()));
     assert_eq!(
-        reason(classify::<()>(&outcome, false)),
+        reason(classify::<()>(&outcome, stripe(false))),
         Some(RetryReason::NotSent)
     );
 }
@@ -29,12 +36,15 @@ fn never_sent_is_retryable_for_any_request() {
 #[test]
 fn sent_with_unknown_outcome_needs_a_safe_replay() {
     let lost = Err(AttemptError::Lost("reset".into()));
-    assert_eq!(classify::<()>(&lost, false), Verdict::Final);
-    assert_eq!(reason(classify::<()>(&lost, true)), Some(RetryReason::Lost));
-    let timed_out = Err(AttemptError::TimedOut(Duration::from_secs(1)));
-    assert_eq!(classify::<()>(&timed_out, false), Verdict::Final);
+    assert_eq!(classify::<()>(&lost, stripe(false)), Verdict::Final);
     assert_eq!(
-        reason(classify::<()>(&timed_out, true)),
+        reason(classify::<()>(&lost, stripe(true))),
+        Some(RetryReason::Lost)
+    );
+    let timed_out = Err(AttemptError::TimedOut(Duration::from_secs(1)));
+    assert_eq!(classify::<()>(&timed_out, stripe(false)), Verdict::Final);
+    assert_eq!(
+        reason(classify::<()>(&timed_out, stripe(true))),
         Some(RetryReason::TimedOut)
     );
 }
@@ -43,11 +53,11 @@ fn sent_with_unknown_outcome_needs_a_safe_replay() {
 fn server_errors_retry_only_when_replay_is_safe() {
     for status in [500, 502, 503, 504] {
         assert_eq!(
-            reason(classify(&response(status, &[]), true)),
+            reason(classify(&response(status, &[]), stripe(true))),
             Some(RetryReason::ServerError)
         );
         assert_eq!(
-            classify(&response(status, &[]), false),
+            classify(&response(status, &[]), stripe(false)),
             Verdict::Final,
             "{status}"
         );
@@ -57,7 +67,7 @@ fn server_errors_retry_only_when_replay_is_safe() {
 #[test]
 fn rate_limits_retry_even_without_a_key() {
     assert_eq!(
-        reason(classify(&response(429, &[]), false)),
+        reason(classify(&response(429, &[]), stripe(false))),
         Some(RetryReason::RateLimited)
     );
 }
@@ -69,38 +79,74 @@ fn key_in_use_conflicts_retry_but_other_conflicts_do_not() {
         r.extensions_mut()
             .insert(ProviderErrorCode("idempotency_key_in_use".into()));
     }
-    assert_eq!(reason(classify(&in_use, true)), Some(RetryReason::KeyInUse));
-    assert_eq!(classify(&response(409, &[]), true), Verdict::Final);
+    assert_eq!(
+        reason(classify(&in_use, stripe(true))),
+        Some(RetryReason::KeyInUse)
+    );
+    assert_eq!(classify(&response(409, &[]), stripe(true)), Verdict::Final);
 }
 
 #[test]
 fn other_client_errors_are_final() {
     for status in [400, 401, 402, 403, 404, 422] {
         assert_eq!(
-            classify(&response(status, &[]), true),
+            classify(&response(status, &[]), stripe(true)),
             Verdict::Final,
             "{status}"
         );
     }
-    assert_eq!(classify(&response(200, &[]), true), Verdict::Final);
+    assert_eq!(classify(&response(200, &[]), stripe(true)), Verdict::Final);
 }
 
 #[test]
 fn stripe_should_retry_overrides_the_status() {
     let no = response(500, &[("stripe-should-retry", "false")]);
-    assert_eq!(classify(&no, true), Verdict::Final);
+    assert_eq!(classify(&no, stripe(true)), Verdict::Final);
     let no_429 = response(429, &[("stripe-should-retry", "false")]);
-    assert_eq!(classify(&no_429, true), Verdict::Final);
+    assert_eq!(classify(&no_429, stripe(true)), Verdict::Final);
     let yes = response(400, &[("stripe-should-retry", "true")]);
     assert_eq!(
-        reason(classify(&yes, false)),
+        reason(classify(&yes, stripe(false))),
         Some(RetryReason::ShouldRetryHeader)
     );
 }
 
 #[test]
+fn other_profiles_have_their_own_in_flight_answer_and_no_retry_header() {
+    let facts = |profile| RequestFacts {
+        replay_safe: true,
+        profile,
+    };
+    let (ietf, paypal) = (&crate::profile::IETF, &crate::profile::PAYPAL);
+    // The draft's 409 is always "still in progress": retried without reading a body.
+    assert_eq!(
+        reason(classify(&response(409, &[]), facts(ietf))),
+        Some(RetryReason::KeyInUse)
+    );
+    // PayPal's only with the issue PREVIOUS_REQUEST_IN_PROGRESS.
+    let mut in_progress = response(409, &[]);
+    if let Ok(r) = &mut in_progress {
+        r.extensions_mut()
+            .insert(ProviderErrorCode("PREVIOUS_REQUEST_IN_PROGRESS".into()));
+    }
+    assert_eq!(
+        reason(classify(&in_progress, facts(paypal))),
+        Some(RetryReason::KeyInUse)
+    );
+    assert_eq!(classify(&response(409, &[]), facts(paypal)), Verdict::Final);
+    // Stripe's header means nothing from another provider.
+    let no = response(503, &[("stripe-should-retry", "false")]);
+    assert_eq!(
+        reason(classify(&no, facts(ietf))),
+        Some(RetryReason::ServerError)
+    );
+    let yes = response(400, &[("stripe-should-retry", "true")]);
+    assert_eq!(classify(&yes, facts(paypal)), Verdict::Final);
+}
+
+#[test]
 fn retry_after_sets_the_least_wait() {
-    let verdict = classify(&response(429, &[("retry-after", "7")]), false);
+    let verdict = classify(&response(429, &[("retry-after", "7")]), stripe(false));
     assert_eq!(
         verdict,
         Verdict::Retry {

@@ -24,7 +24,9 @@ use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
 
 pub use backoff::{Backoff, Jitter};
-pub use classify::{AttemptError, ProviderErrorCode, Refusal, RetryReason, Verdict, classify};
+pub use classify::{
+    AttemptError, ProviderErrorCode, Refusal, RequestFacts, RetryReason, Verdict, classify,
+};
 
 /// How one route retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +86,7 @@ pub struct Finished<B> {
 pub async fn send_with_retries<B, F, Fut>(
     policy: &RetryPolicy,
     deadline: Instant,
-    replay_safe: bool,
+    facts: RequestFacts<'_>,
     budget: &TpsBudget,
     jitter: &Jitter,
     observer: &impl Observer,
@@ -113,7 +115,7 @@ where
         let outcome = send(timeout).await;
         observer.attempt(&outcome, started.elapsed());
 
-        let (reason, not_before) = match classify(&outcome, replay_safe) {
+        let (reason, not_before) = match classify(&outcome, facts) {
             Verdict::Final => {
                 // A refused attempt never left: it does not count as one.
                 if matches!(outcome, Err(AttemptError::Refused(_))) {

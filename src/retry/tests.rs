@@ -77,7 +77,10 @@ async fn run(
     let finished = send_with_retries(
         policy,
         Instant::now() + policy.deadline,
-        replay_safe,
+        RequestFacts {
+            replay_safe,
+            profile: &crate::profile::STRIPE,
+        },
         budget,
         &Jitter::None,
         &seen,

@@ -1,0 +1,108 @@
+//! One attempt, the unit the retry loop repeats: the gates of the route and its upstream,
+//! then the upstream's client, then (only when the provider's profile needs it) a look at a
+//! small error body to tell "still in progress" from other answers of the same status.
+//!
+//! Generic over the request body, so a buffered body (sent again on every attempt) and a
+//! streamed upload (sent once) take the same way out.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Limited};
+use tower::retry::budget::TpsBudget;
+
+use super::{ProxyBody, ProxyState, full};
+use crate::config::RouteSpec;
+use crate::error::ProxyError;
+use crate::headers;
+use crate::profile::Profile;
+use crate::retry::{AttemptError, ProviderErrorCode};
+use crate::upstream::Upstream;
+
+/// The largest error body read to find the provider's error code (only the profile's
+/// in-flight status needs it).
+const ERROR_PEEK_LIMIT: usize = 64 * 1024;
+
+impl ProxyState {
+    /// The upstream URI of a request on `route`, and that upstream's retry budget.
+    pub(super) fn target(
+        &self,
+        parts: &http::request::Parts,
+        route: &RouteSpec,
+    ) -> Result<(http::Uri, &TpsBudget), ProxyError> {
+        // Routes are built with the upstreams they index; a miss would be payguard's bug.
+        let (Some(upstream), Some(budget)) = (
+            self.upstreams.get(route.upstream),
+            self.budgets.get(route.upstream),
+        ) else {
+            return Err(ProxyError::Internal);
+        };
+        let uri = upstream
+            .uri_for(parts.uri.path_and_query())
+            .map_err(|e| ProxyError::BodyRead(format!("bad request target: {e}")))?;
+        Ok((uri, budget))
+    }
+
+    /// One attempt through the gates of `route` and its upstream: breakers admit it, limiters
+    /// grant it a send time (both within `timeout`), then it is sent with what is left of
+    /// `timeout`.
+    pub(super) async fn gated_attempt<B>(
+        &self,
+        route: &RouteSpec,
+        request: Request<B>,
+        timeout: Duration,
+    ) -> Result<Response<ProxyBody>, AttemptError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = tokio::time::Instant::now();
+        let passage = self
+            .gates
+            .pass(&route.name, route.upstream, timeout, &self.metrics.limits)
+            .await
+            .map_err(AttemptError::Refused)?;
+        let Some(upstream) = self.upstreams.get(route.upstream) else {
+            return Err(AttemptError::NotSent("no such upstream".into()));
+        };
+        let left = timeout.saturating_sub(started.elapsed());
+        let outcome = attempt(upstream, route.profile, request, left).await;
+        passage.report(&outcome);
+        outcome
+    }
+}
+
+/// One upstream attempt. The small error body of the profile's in-flight status is read when
+/// its code decides (Stripe's 409 `idempotency_key_in_use` vs other conflicts); every other
+/// body streams untouched.
+async fn attempt<B>(
+    upstream: &Upstream,
+    profile: &Profile,
+    request: Request<B>,
+    timeout: Duration,
+) -> Result<Response<ProxyBody>, AttemptError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = tokio::time::Instant::now();
+    let response = upstream.send(request, timeout).await?;
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if !profile.needs_code(parts.status) {
+        return Ok(Response::from_parts(parts, body.boxed()));
+    }
+    // The small error body is read within what is left of the attempt's timeout.
+    let left = timeout.saturating_sub(started.elapsed());
+    let bytes =
+        match tokio::time::timeout(left, Limited::new(body, ERROR_PEEK_LIMIT).collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) => return Err(AttemptError::Lost(format!("reading an error body: {e}"))),
+            Err(_) => return Err(AttemptError::TimedOut(timeout)),
+        };
+    if let Some(code) = profile.error_code(&bytes) {
+        parts.extensions.insert(ProviderErrorCode(code));
+    }
+    Ok(Response::from_parts(parts, full(bytes)))
+}
