@@ -1,6 +1,5 @@
-//! Each dialect over real sockets: one execution per key, the dialect's answer to a completed,
-//! a concurrent and a reused-with-another-body duplicate, its scopes, and its error shapes.
-//! Every test loops over all three dialects and names the one that failed.
+//! Each dialect over real sockets: one execution per key, its answers to completed, concurrent
+//! and reused-key duplicates, its scopes and error shapes. Each test loops over the dialects.
 
 use std::time::Duration;
 
@@ -100,12 +99,8 @@ async fn a_completed_key_gets_the_dialects_answer_and_executes_once() {
         let marker = again.header("idempotent-replayed");
         match p {
             Provider::Stripe | Provider::Ietf => {
-                assert_eq!(
-                    (again.status, &again.body),
-                    (first.status, &first.body),
-                    "{}",
-                    p.name()
-                );
+                let (now, then) = ((again.status, &again.body), (first.status, &first.body));
+                assert_eq!(now, then, "{}", p.name());
                 assert_eq!(again.json()["status"], "requires_confirmation");
                 let expected = (p == Provider::Stripe).then_some("true");
                 assert_eq!(marker, expected, "{}", p.name());
@@ -141,10 +136,10 @@ async fn a_duplicate_while_the_first_executes_gets_the_dialects_409() {
         let d = start_as(p).await;
         d.faults().push(Fault::Stall(Duration::from_millis(800)));
         let first = tokio::spawn(send(keyed(intents(&d), p, Some("k"), FORM, &[])));
+        // The claim follows the arrival by microseconds; then leave it ample time.
         while d.requests_seen() == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        // The claim follows the arrival by microseconds; leave it ample time.
         tokio::time::sleep(Duration::from_millis(100)).await;
         let busy = create(&d, p, Some("k"), FORM).await;
         assert_shape(p, &busy, 409);
