@@ -1,4 +1,6 @@
 //! `payguard-provider`: the Stripe test double as a process, for benchmarks and demos.
+//! `--provider ietf|paypal` makes it speak another provider's dialect of idempotency and errors
+//! (the endpoints stay Stripe's), to exercise payguard's matching provider profile.
 //!
 //! Its defaults model the seed article's provider: a 10 requests/s limiter with a burst of 10.
 //! `--fail-rate` adds the faults of a flaky network and provider, drawn from a seeded generator
@@ -9,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use payguard::double::{self, DoubleConfig, FaultPlan, Profile, RateLimit};
+use payguard::double::{self, DoubleConfig, FaultPlan, Profile, Provider, RateLimit};
 use tokio::net::TcpListener;
 
 #[derive(Parser, Debug)]
@@ -40,6 +42,10 @@ struct Args {
     /// How long idempotency keys are kept, e.g. `24h`.
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     idempotency_window: Duration,
+    /// Whose dialect of idempotency keys, scopes and error bodies to speak: stripe, ietf
+    /// (draft-ietf-httpapi-idempotency-key-header) or paypal.
+    #[arg(long, default_value = "stripe", value_parser = Provider::parse)]
+    provider: Provider,
 }
 
 #[tokio::main]
@@ -65,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         faults,
         latency: args.latency,
         idempotency_window: args.idempotency_window,
+        provider: args.provider,
         // A benchmark sends millions of requests; the process only reports counts.
         record_requests: false,
         ..DoubleConfig::default()
@@ -73,7 +80,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
+    // Scripts read the first stdout line as the address, so the dialect goes to stderr.
     println!("listening on http://{}", listener.local_addr()?);
+    eprintln!("speaking the {} dialect", args.provider.name());
     let summary = double::serve(listener, cfg, stop_signal())
         .await
         .context("serving")?;

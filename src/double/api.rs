@@ -1,5 +1,6 @@
 //! The Stripe-shaped API, in Stripe's order: authenticate, route, idempotency, validate,
-//! execute, save.
+//! execute, save. The configured dialect (`dialect.rs`) picks the key header, the scope, how a
+//! duplicate is answered and how errors are spelled; the order is the same under every one.
 //!
 //! Validation runs after the key is claimed so that a replay or an in-use key wins over a
 //! malformed retry, as with Stripe; a validation failure then drops the claim unsaved, so the
@@ -8,78 +9,52 @@
 
 use std::collections::BTreeMap;
 
-use http::{Method, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, StatusCode};
 
-use super::app::{App, Injected, SeenRequest, key_in_use};
+use super::app::{App, Injected, SeenRequest};
+use super::dialect::Replay;
 use super::form::{api_key, parse_form};
-use super::idempotency::Begin;
+use super::idempotency::{Begin, Claim, Saved};
 use super::objects::{Command, Context};
-use super::reply::{self, Reply, Source};
-
-/// Stripe refuses longer keys.
-const MAX_KEY_LEN: usize = 255;
+use super::reply::{self, ApiError, Reply, Source};
 
 pub(crate) async fn handle(app: &App, request: &SeenRequest, injected: Injected) -> Reply {
+    let dialect = app.provider;
     let key = match authenticate(request) {
         Ok(key) => key,
-        Err(reply) => return reply,
+        Err(unauthorized) => {
+            return dialect
+                .error(unauthorized)
+                .with("www-authenticate", dialect.challenge());
+        }
     };
-    let scope = match request.header("stripe-account") {
-        Some(account) => format!("{key}/{account}"),
-        None => key,
-    };
+    let scope = dialect.scope(key, request);
     let params = parse_form(&request.body);
     let Some(parse) = route(&request.method, &request.path) else {
         let message = format!(
             "Unrecognized request URL ({}: {}).",
             request.method, request.path
         );
-        return reply::error(
+        let unknown = reply::error(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             None,
-            &message,
+            message,
         );
+        return dialect.error(unknown);
     };
-    // GET is idempotent by definition; Stripe ignores a key on it, and so does the double.
-    let idempotency_key = match request.header("idempotency-key") {
-        Some(k) if request.method == Method::POST && !k.is_empty() => Some(k),
+    // GET is idempotent by definition; providers ignore a key on it, and so does the double.
+    let header = dialect.key_header();
+    let idempotency_key = match request.header(header) {
+        Some(k) if dialect.takes_key(&request.method) && !k.is_empty() => Some(k),
         _ => None,
     };
     let claim = match idempotency_key {
         None => None,
-        Some(k) if k.len() > MAX_KEY_LEN => {
-            let message = format!(
-                "Keys for idempotent requests can only be {MAX_KEY_LEN} characters long and were instead {} characters.",
-                k.len()
-            );
-            return reply::error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                None,
-                &message,
-            );
-        }
-        Some(k) => match app
-            .idempotency
-            .begin(&scope, k, fingerprint(request, &params))
-        {
-            Begin::Claimed(claim) => Some(claim),
-            Begin::Replay(saved) => {
-                let replayed =
-                    Reply::new(saved.status, "application/json", Source::Bytes(saved.body));
-                return replayed
-                    .with("idempotent-replayed", "true")
-                    .with("idempotency-key", k);
-            }
-            Begin::InUse => return key_in_use().with("idempotency-key", k),
-            Begin::Mismatch => {
-                let message = format!(
-                    "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{k}' if you meant to execute a different request."
-                );
-                return reply::error(StatusCode::BAD_REQUEST, "idempotency_error", None, &message)
-                    .with("idempotency-key", k);
-            }
+        Some(k) => match claim(app, request, &scope, k, &params) {
+            Ok(claim) => Some(claim),
+            Err(answer) => return answer.with(header, k),
         },
     };
     if let Some(pause) = injected.stall {
@@ -88,10 +63,10 @@ pub(crate) async fn handle(app: &App, request: &SeenRequest, injected: Injected)
     let command = match parse(&params) {
         Ok(command) => command,
         // Dropping the claim here frees the key: validation failures are not saved.
-        Err(invalid) => return invalid,
+        Err(invalid) => return dialect.error(invalid),
     };
-    let reply = match injected.fail {
-        Some(status) => reply::api_error(status),
+    let result = match injected.fail {
+        Some(status) => Err(reply::api_error(status)),
         None => {
             let cx = Context {
                 scope: &scope,
@@ -101,25 +76,81 @@ pub(crate) async fn handle(app: &App, request: &SeenRequest, injected: Injected)
             app.objects.execute(command, &cx)
         }
     };
+    let reply = match result {
+        Ok(object) => Reply::json(StatusCode::OK, &object),
+        Err(failed) => dialect.error(failed),
+    };
     if let (Some(claim), Source::Bytes(body)) = (claim, &reply.body) {
-        claim.save(reply.status, body.clone());
+        let content_type = reply.header(CONTENT_TYPE.as_str()).cloned();
+        let content_type = content_type.unwrap_or(HeaderValue::from_static("application/json"));
+        claim.save(reply.status, content_type, body.clone());
     }
     match idempotency_key {
-        Some(k) => reply.with("idempotency-key", k),
+        Some(k) => reply.with(header, k),
         None => reply,
     }
 }
 
-/// The API key, or Stripe's 401.
-fn authenticate(request: &SeenRequest) -> Result<String, Reply> {
+/// Claims the key, or answers a duplicate the dialect's way: replay, in use, or mismatch.
+fn claim(
+    app: &App,
+    request: &SeenRequest,
+    scope: &str,
+    key: &str,
+    params: &[(String, String)],
+) -> Result<Claim, Reply> {
+    let dialect = app.provider;
+    if let Some(max) = dialect.max_key_len()
+        && key.len() > max
+    {
+        let message = format!(
+            "Keys for idempotent requests can only be {max} characters long and were instead {} characters.",
+            key.len()
+        );
+        let too_long = reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            message,
+        );
+        return Err(dialect.error(too_long));
+    }
+    match app
+        .idempotency
+        .begin(scope, key, fingerprint(request, params))
+    {
+        Begin::Claimed(claim) => Ok(claim),
+        Begin::Replay(saved) => Err(match dialect.replay() {
+            Replay::Saved(Some(marker)) => saved.into_reply().with(marker, "true"),
+            Replay::Saved(None) => saved.into_reply(),
+            Replay::Latest => latest(app, scope, &saved).unwrap_or_else(|| saved.into_reply()),
+        }),
+        Begin::InUse => Err(dialect.error(dialect.in_use())),
+        Begin::Mismatch => Err(dialect.error(dialect.mismatch(key))),
+    }
+}
+
+/// PayPal's "latest status of the previous request": 200 with the current state of the object
+/// a successful request made or changed (an intent created under the id and confirmed since is
+/// answered confirmed), only read, so nothing executes again. A failed request's latest status
+/// is its failure: `None` then answers what was saved.
+fn latest(app: &App, scope: &str, saved: &Saved) -> Option<Reply> {
+    if !saved.status.is_success() {
+        return None;
+    }
+    let current = app.objects.current(scope, &saved.body)?;
+    Some(Reply::json(StatusCode::OK, &current))
+}
+
+/// The API key, or a 401.
+fn authenticate(request: &SeenRequest) -> Result<String, ApiError> {
     let unauthorized = |message: String| {
         reply::error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             None,
-            &message,
+            message,
         )
-        .with("www-authenticate", "Basic realm=\"Stripe\"")
     };
     let Some(key) = api_key(request.header("authorization")) else {
         return Err(unauthorized(
@@ -143,7 +174,7 @@ fn authenticate(request: &SeenRequest) -> Result<String, Reply> {
     Ok(key)
 }
 
-type Parser = Box<dyn FnOnce(&[(String, String)]) -> Result<Command, Reply> + Send>;
+type Parser = Box<dyn FnOnce(&[(String, String)]) -> Result<Command, ApiError> + Send>;
 
 /// The endpoint for a method and path, as a parser of its parameters.
 fn route(method: &Method, path: &str) -> Option<Parser> {
@@ -169,7 +200,7 @@ fn route(method: &Method, path: &str) -> Option<Parser> {
     Some(parser)
 }
 
-fn create_intent(params: &[(String, String)]) -> Result<Command, Reply> {
+fn create_intent(params: &[(String, String)]) -> Result<Command, ApiError> {
     let amount = positive_amount(params)?.ok_or_else(|| missing("amount"))?;
     let currency = param(params, "currency").ok_or_else(|| missing("currency"))?;
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
@@ -188,7 +219,7 @@ fn create_intent(params: &[(String, String)]) -> Result<Command, Reply> {
     })
 }
 
-fn create_refund(params: &[(String, String)]) -> Result<Command, Reply> {
+fn create_refund(params: &[(String, String)]) -> Result<Command, ApiError> {
     let payment_intent =
         param(params, "payment_intent").ok_or_else(|| missing("payment_intent"))?;
     Ok(Command::CreateRefund {
@@ -200,7 +231,7 @@ fn create_refund(params: &[(String, String)]) -> Result<Command, Reply> {
 }
 
 /// `amount` when present: an integer of at least 1, in the currency's smallest unit.
-fn positive_amount(params: &[(String, String)]) -> Result<Option<u64>, Reply> {
+fn positive_amount(params: &[(String, String)]) -> Result<Option<u64>, ApiError> {
     let Some(raw) = param(params, "amount") else {
         return Ok(None);
     };
@@ -236,7 +267,7 @@ fn metadata(params: &[(String, String)]) -> BTreeMap<String, String> {
     entries.collect()
 }
 
-fn missing(name: &str) -> Reply {
+fn missing(name: &str) -> ApiError {
     reply::invalid_param(
         name,
         "parameter_missing",

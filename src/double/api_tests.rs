@@ -6,7 +6,7 @@ fn params(form: &str) -> Vec<(String, String)> {
     parse_form(form.as_bytes())
 }
 
-fn parse(method: Method, path: &str, form: &str) -> Result<Command, Reply> {
+fn parse(method: Method, path: &str, form: &str) -> Result<Command, ApiError> {
     route(&method, path).expect("a known route")(&params(form))
 }
 

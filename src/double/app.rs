@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use super::api;
 use super::body::{Delivery, ReplyBody};
 use super::diag;
+use super::dialect::Provider;
 use super::faults::{Fault, FaultPlan};
 use super::form::new_id;
 use super::idempotency::IdempotencyStore;
@@ -57,6 +58,8 @@ pub(crate) struct Injected {
 
 /// Everything the double shares between connections.
 pub(crate) struct App {
+    /// The dialect every reply is spelled in.
+    pub provider: Provider,
     pub ledger: Ledger,
     pub faults: FaultPlan,
     pub idempotency: Arc<IdempotencyStore>,
@@ -135,20 +138,22 @@ impl App {
             Some(Fault::SlowBody(pause)) => delivery = Delivery::Paced(pause),
             Some(Fault::TruncatedBody) => delivery = Delivery::Truncated(Arc::clone(conn)),
             // The rest answer in front of everything, idempotency included: nothing is saved.
-            Some(front) => return Some((front_reply(front), Delivery::Normal)),
+            Some(front) => return Some((front_reply(front, self.provider), Delivery::Normal)),
         }
         if self
             .limiter
             .as_ref()
             .is_some_and(|limiter| !limiter.admit())
         {
-            return Some((rate_limited(), Delivery::Normal));
+            return Some((rate_limited(self.provider), Delivery::Normal));
         }
         let app = Arc::clone(self);
         let executed = tokio::spawn(async move { app.execute(request, injected).await }).await;
         // A panic in the double is its own bug; answer it the way the provider would.
-        let reply =
-            executed.unwrap_or_else(|_| reply::api_error(StatusCode::INTERNAL_SERVER_ERROR));
+        let reply = executed.unwrap_or_else(|_| {
+            let failed = reply::api_error(StatusCode::INTERNAL_SERVER_ERROR);
+            self.provider.error(failed)
+        });
         (!reset_after).then_some((reply, delivery))
     }
 
@@ -160,90 +165,83 @@ impl App {
             tokio::time::sleep(pause).await;
         }
         match injected.fail {
-            Some(status) => reply::api_error(status),
-            None => diag::handle(&request).await,
+            Some(status) => self.provider.error(reply::api_error(status)),
+            None => diag::handle(&request, self.provider).await,
         }
     }
 }
 
 /// The 429 of the double's own limiter.
-fn rate_limited() -> Reply {
+fn rate_limited(dialect: Provider) -> Reply {
     let message = "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests.";
-    reply::error(
+    let code = Some("rate_limit");
+    let limited = reply::error(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limit_error",
-        Some("rate_limit"),
+        code,
         message,
-    )
-    .with("stripe-rate-limited-reason", "global-rate")
+    );
+    let reply = dialect.error(limited);
+    dialect.stripe_header(reply, "stripe-rate-limited-reason", "global-rate")
 }
 
-/// The reply for a fault answered before anything executes.
-fn front_reply(fault: Fault) -> Reply {
+/// The reply for a fault answered before anything executes, in the dialect. `Retry-After`
+/// goes out only when the fault scripts one; `Stripe-Should-Retry` only under Stripe.
+fn front_reply(fault: Fault, dialect: Provider) -> Reply {
     let too_many = StatusCode::TOO_MANY_REQUESTS;
+    let invalid = "invalid_request_error";
     match fault {
         Fault::RateLimited {
             retry_after,
             should_retry,
         } => {
-            let mut reply = rate_limited();
+            let mut reply = rate_limited(dialect);
             if let Some(wait) = retry_after {
                 // Retry-After counts whole seconds; round up so a client never waits too little.
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 reply = reply.with("retry-after", secs.to_string());
             }
             match should_retry {
-                Some(flag) => reply.with("stripe-should-retry", flag.to_string()),
+                Some(flag) => dialect.stripe_header(reply, "stripe-should-retry", flag.to_string()),
                 None => reply,
             }
         }
         // Stripe documents lock_timeout as a code; which error type carries it is not confirmed.
         Fault::LockTimeout => {
             let message = "This object cannot be accessed right now because another API request or Stripe process is currently accessing it.";
-            reply::error(
+            dialect.error(reply::error(
                 too_many,
-                "invalid_request_error",
+                invalid,
                 Some("lock_timeout"),
                 message,
-            )
+            ))
         }
-        Fault::KeyInUse => key_in_use(),
+        Fault::KeyInUse => dialect.error(dialect.in_use()),
         Fault::BadRequest => {
             let message = "Invalid request (injected by the payguard double).";
-            reply::error(
+            dialect.error(reply::error(
                 StatusCode::BAD_REQUEST,
-                "invalid_request_error",
+                invalid,
                 None,
                 message,
-            )
+            ))
         }
         Fault::ShouldRetry(code, flag) => {
             let status = reply::status_or_500(code);
             let reply = if status == too_many {
-                rate_limited()
+                rate_limited(dialect)
             } else if status.is_server_error() {
-                reply::api_error(status)
+                dialect.error(reply::api_error(status))
             } else {
                 let message = "Request failed (injected by the payguard double).";
-                reply::error(status, "invalid_request_error", None, message)
+                dialect.error(reply::error(status, invalid, None, message))
             };
-            reply.with("stripe-should-retry", flag.to_string())
+            dialect.stripe_header(reply, "stripe-should-retry", flag.to_string())
         }
         // Status, and any fault handled elsewhere should it ever reach here.
-        Fault::Status(code) => reply::api_error(reply::status_or_500(code)),
-        _ => reply::api_error(StatusCode::INTERNAL_SERVER_ERROR),
+        Fault::Status(code) => dialect.error(reply::api_error(reply::status_or_500(code))),
+        _ => dialect.error(reply::api_error(StatusCode::INTERNAL_SERVER_ERROR)),
     }
-}
-
-/// 409 for a key whose first request is still executing.
-pub(crate) fn key_in_use() -> Reply {
-    let message = "There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through): please try again later.";
-    reply::error(
-        StatusCode::CONFLICT,
-        "invalid_request_error",
-        Some("idempotency_key_in_use"),
-        message,
-    )
 }
 
 fn into_response(reply: Reply, delivery: Delivery) -> Response<ReplyBody> {

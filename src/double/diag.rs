@@ -9,37 +9,41 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 
 use super::app::SeenRequest;
-use super::reply::{self, Reply, Source};
+use super::dialect::Provider;
+use super::reply::{self, ApiError, Reply, Source};
 
-/// Answers `/_double/echo`, `/_double/large` and `/_double/slow`, with any method.
-pub(crate) async fn handle(request: &SeenRequest) -> Reply {
-    match request.path.as_str() {
+/// Answers `/_double/echo`, `/_double/large` and `/_double/slow`, with any method; errors
+/// are spelled in the dialect, like the API's.
+pub(crate) async fn handle(request: &SeenRequest, dialect: Provider) -> Reply {
+    answer(request)
+        .await
+        .unwrap_or_else(|err| dialect.error(err))
+}
+
+async fn answer(request: &SeenRequest) -> Result<Reply, ApiError> {
+    Ok(match request.path.as_str() {
         "/_double/echo" => echo(request),
-        "/_double/large" => match query_number(request, "bytes") {
-            Ok(bytes) => Reply::new(
-                StatusCode::OK,
-                "application/octet-stream",
-                Source::Pattern(bytes),
-            ),
-            Err(reply) => reply,
-        },
-        "/_double/slow" => match query_number(request, "ms") {
-            Ok(ms) => {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Reply::json(StatusCode::OK, &json!({ "slept_ms": ms }))
-            }
-            Err(reply) => reply,
-        },
+        "/_double/large" => {
+            let bytes = query_number(request, "bytes")?;
+            let pattern = Source::Pattern(bytes);
+            Reply::new(StatusCode::OK, "application/octet-stream", pattern)
+        }
+        "/_double/slow" => {
+            let ms = query_number(request, "ms")?;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Reply::json(StatusCode::OK, &json!({ "slept_ms": ms }))
+        }
         other => {
             let message = format!("Unknown diagnostic endpoint {other}: try echo, large or slow.");
-            reply::error(
+            let code = Some("resource_missing");
+            return Err(reply::error(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
-                Some("resource_missing"),
-                &message,
-            )
+                code,
+                message,
+            ));
         }
-    }
+    })
 }
 
 /// The request as JSON, and every `x-echo-*` request header copied onto the response.
@@ -70,7 +74,7 @@ fn echo(request: &SeenRequest) -> Reply {
 }
 
 /// A required non-negative integer from the query string, or a 400 naming it.
-fn query_number(request: &SeenRequest, name: &str) -> Result<u64, Reply> {
+fn query_number(request: &SeenRequest, name: &str) -> Result<u64, ApiError> {
     let query = request.query.as_deref().unwrap_or("");
     let raw = query
         .split('&')
@@ -106,6 +110,10 @@ mod tests {
         }
     }
 
+    async fn handle_stripe(request: &SeenRequest) -> Reply {
+        handle(request, Provider::Stripe).await
+    }
+
     fn request(path: &str, query: Option<&str>) -> SeenRequest {
         let mut headers = HeaderMap::new();
         headers.append("x-echo-trace", HeaderValue::from_static("abc"));
@@ -123,7 +131,7 @@ mod tests {
 
     #[tokio::test]
     async fn echo_describes_the_request() {
-        let reply = handle(&request("/_double/echo", Some("a=1"))).await;
+        let reply = handle_stripe(&request("/_double/echo", Some("a=1"))).await;
         assert_eq!(reply.header("x-echo-trace").unwrap(), "abc");
         let json = json_of(&reply);
         assert_eq!(json["method"], "PUT");
@@ -134,17 +142,25 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn large_and_slow_read_their_numbers() {
-        let reply = handle(&request("/_double/large", Some("x=1&bytes=1000"))).await;
+        let reply = handle_stripe(&request("/_double/large", Some("x=1&bytes=1000"))).await;
         assert!(matches!(reply.body, Source::Pattern(1000)));
         let started = tokio::time::Instant::now();
-        let reply = handle(&request("/_double/slow", Some("ms=1500"))).await;
+        let reply = handle_stripe(&request("/_double/slow", Some("ms=1500"))).await;
         assert_eq!(reply.status, 200);
         assert_eq!(started.elapsed(), Duration::from_millis(1500));
         assert_eq!(
-            handle(&request("/_double/slow", Some("ms=x"))).await.status,
+            handle_stripe(&request("/_double/slow", Some("ms=x")))
+                .await
+                .status,
             400
         );
-        assert_eq!(handle(&request("/_double/large", None)).await.status, 400);
-        assert_eq!(handle(&request("/_double/nope", None)).await.status, 404);
+        assert_eq!(
+            handle_stripe(&request("/_double/large", None)).await.status,
+            400
+        );
+        assert_eq!(
+            handle_stripe(&request("/_double/nope", None)).await.status,
+            404
+        );
     }
 }

@@ -19,11 +19,11 @@ use rand::{Rng, SeedableRng};
 /// [`crate::double`] for which faults are answered before the idempotency layer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
-    /// Answer this status (500, 502, 503...) with a Stripe-shaped `api_error`, nothing executed.
+    /// Answer this status (500, 502, 503...), an `api_error` in the dialect's shape; nothing runs.
     /// A number that is not a valid status code is answered as 500.
     Status(u16),
     /// 429 `rate_limit`, with optional `Retry-After` (whole seconds, rounded up) and
-    /// `Stripe-Should-Retry` headers.
+    /// `Stripe-Should-Retry` headers; the latter only in the Stripe dialect.
     RateLimited {
         retry_after: Option<Duration>,
         should_retry: Option<bool>,
@@ -34,7 +34,7 @@ pub enum Fault {
     KeyInUse,
     /// 400 `invalid_request_error`, as if a parameter were invalid.
     BadRequest,
-    /// This status with `Stripe-Should-Retry` set to the flag, e.g. a 500 marked not retryable.
+    /// This status with `Stripe-Should-Retry` set to the flag (Stripe only), e.g. a 500.
     ShouldRetry(u16, bool),
     /// Reset the connection (TCP RST) without executing anything.
     ResetBeforeProcessing,

@@ -1,19 +1,23 @@
-//! Stripe's idempotency layer, as the provider runs it (see `provider-semantics.md`).
+//! The provider's idempotency layer, as Stripe runs it (see `provider-semantics.md`); the
+//! dialect (`dialect.rs`) decides only the scope and how a duplicate is answered.
 //!
-//! A key lives in a scope (API key plus `Stripe-Account`). The first request claims it; while it
-//! executes, others with the key are told it is in use; once the endpoint has started executing,
-//! its status and body are saved, failures included, and later requests get them replayed. A
-//! claim dropped without saving (a validation failure, a panic) frees the key again, which is
-//! how "validation failures are not saved" is enforced: nothing is saved unless the endpoint
-//! says so. Keys are pruned once older than the window, lazily, oldest first.
+//! A key lives in a scope (for Stripe, API key plus `Stripe-Account`). The first request claims
+//! it; while it executes, others with the key are told it is in use; once the endpoint has
+//! started executing, its status and body (with its media type) are saved, failures included,
+//! and later requests get them replayed. A claim dropped without saving (a validation failure,
+//! a panic) frees the key again, which is how "validation failures are not saved" is enforced:
+//! nothing is saved unless the endpoint says so. Keys are pruned once older than the window, lazily, oldest first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, StatusCode};
 use tokio::time::Instant;
+
+use super::reply::{Reply, Source};
 
 /// Where a key lives: (scope, key).
 type Slot = (String, String);
@@ -22,7 +26,20 @@ type Slot = (String, String);
 #[derive(Clone, Debug)]
 pub(crate) struct Saved {
     pub status: StatusCode,
+    /// `application/json`, or the dialect's error media type.
+    pub content_type: HeaderValue,
     pub body: Bytes,
+}
+
+impl Saved {
+    /// The saved response as it was first sent, headers other than its media type aside.
+    pub(crate) fn into_reply(self) -> Reply {
+        Reply {
+            status: self.status,
+            headers: vec![(CONTENT_TYPE, self.content_type)],
+            body: Source::Bytes(self.body),
+        }
+    }
 }
 
 /// What a request with a key should do.
@@ -136,7 +153,7 @@ pub(crate) struct Claim {
 
 impl Claim {
     /// Saves the result for replay. Call once the endpoint has started executing.
-    pub(crate) fn save(mut self, status: StatusCode, body: Bytes) {
+    pub(crate) fn save(mut self, status: StatusCode, content_type: HeaderValue, body: Bytes) {
         let mut inner = self.store.lock();
         // A claim outlived by the window may have been pruned and the key claimed anew; that
         // newer record is not ours to fill.
@@ -145,7 +162,11 @@ impl Claim {
             .get_mut(&self.slot)
             .filter(|r| r.created == self.created);
         if let Some(record) = ours {
-            record.saved = Some(Saved { status, body });
+            record.saved = Some(Saved {
+                status,
+                content_type,
+                body,
+            });
         }
         self.saved = true;
     }
@@ -171,6 +192,8 @@ impl Drop for Claim {
 mod tests {
     use super::*;
 
+    const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
     fn claim(begin: Begin) -> Claim {
         match begin {
             Begin::Claimed(claim) => claim,
@@ -192,7 +215,11 @@ mod tests {
         ));
         // Another scope does not see the key at all.
         drop(claim(store.begin("sk_b", "k", "POST /x a=1".into())));
-        first.save(StatusCode::PAYMENT_REQUIRED, Bytes::from_static(b"{}"));
+        first.save(
+            StatusCode::PAYMENT_REQUIRED,
+            JSON,
+            Bytes::from_static(b"{}"),
+        );
         match store.begin("sk_a", "k", "POST /x a=1".into()) {
             Begin::Replay(saved) => assert_eq!(saved.status, 402),
             _ => panic!("expected a replay"),
@@ -204,13 +231,13 @@ mod tests {
         let store = IdempotencyStore::new(Duration::from_secs(60));
         drop(claim(store.begin("s", "k", "f".into())));
         assert_eq!(store.len(), 0);
-        claim(store.begin("s", "k", "f".into())).save(StatusCode::OK, Bytes::new());
+        claim(store.begin("s", "k", "f".into())).save(StatusCode::OK, JSON, Bytes::new());
     }
 
     #[tokio::test(start_paused = true)]
     async fn keys_are_pruned_after_the_window() {
         let store = IdempotencyStore::new(Duration::from_secs(60));
-        claim(store.begin("s", "k", "f".into())).save(StatusCode::OK, Bytes::new());
+        claim(store.begin("s", "k", "f".into())).save(StatusCode::OK, JSON, Bytes::new());
         tokio::time::advance(Duration::from_secs(59)).await;
         assert!(matches!(
             store.begin("s", "k", "f".into()),

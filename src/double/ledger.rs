@@ -34,8 +34,8 @@ pub struct Effect {
     /// In the currency's smallest unit.
     pub amount: u64,
     pub currency: String,
-    /// The API key, plus `/` and the `Stripe-Account` when one was named. Raw, not hashed: this
-    /// is a test double and tests compare scopes directly.
+    /// The API key, plus `/` and the dialect's account header (`Stripe-Account`,
+    /// `PayPal-Auth-Assertion`) when one was named. Raw, not hashed: tests compare scopes.
     pub scope: String,
     pub idempotency_key: Option<String>,
     /// `metadata[order_id]` of the request; a charge inherits its payment intent's.

@@ -15,8 +15,8 @@
 //!    for every path, diagnostics included): 429 `rate_limit`, not saved, counted in
 //!    [`DoubleHandle::rate_limited`];
 //! 4. for `/v1/...`: the API key (`Bearer` or `Basic`), the route, the idempotency layer
-//!    (replay, 409 in use, 400 mismatch, or claim), validation (400, not saved), then execution,
-//!    whose result is saved under the key and whose effects go to the [`Ledger`].
+//!    (replay, 409 in use, 400 mismatch, or claim), validation (400, not saved), then
+//!    execution, whose result is saved under the key and whose effects go to the [`Ledger`].
 //!    `/_double/...` diagnostics skip all of step 4;
 //! 5. delivery: `ResetAfterProcessing` resets instead of replying (the effect and the saved
 //!    record stand); `SlowBody` and `TruncatedBody` shape the body; `latency` delays the reply.
@@ -25,11 +25,27 @@
 //! would: a retry meanwhile gets 409 `idempotency_key_in_use`, one after gets the replay.
 //! Resets are real TCP RSTs (see `server.rs`). Execution runs in its own task, so a client that
 //! gives up does not cancel an effect half way.
+//!
+//! # Dialects
+//!
+//! [`DoubleConfig::provider`] picks whose dialect the double speaks ([`Provider`]): Stripe's
+//! (the default, described above), the IETF idempotency-key draft's, or PayPal's, so the same
+//! dedup, replay and conflict tests can run against each of payguard's provider profiles. A
+//! dialect changes the key header and the methods that take one, the scope a key and its
+//! objects live in, what a completed duplicate gets (a replay marked `Idempotent-Replayed`, an
+//! unmarked replay, or PayPal's 200 with the object's current state), the in-use and mismatch
+//! answers (409 and 400 for Stripe, 409 and 422 for the others), and the shape of every error
+//! body, problem details for the draft. Endpoints, ids, form bodies and the ledger stay
+//! Stripe-shaped under every dialect: what differs between payguard's profiles is idempotency,
+//! scoping and errors, so that is what the dialects model (see `dialect.rs`).
 
 mod api;
 mod app;
 mod body;
 mod diag;
+mod dialect;
+#[cfg(test)]
+mod dialect_wire_tests;
 mod faults;
 mod form;
 mod idempotency;
@@ -57,6 +73,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 pub use app::SeenRequest;
+pub use dialect::{Provider, UnknownProvider};
 pub use faults::{Fault, FaultPlan, Matcher, Profile, ProfileError};
 pub use ledger::{Duplicate, DuplicateBy, Effect, EffectKind, Ledger, LedgerSummary};
 pub use ratelimit::RateLimit;
@@ -78,6 +95,8 @@ pub struct DoubleConfig {
     pub idempotency_window: Duration,
     /// Keep every request for [`DoubleHandle::requests`]. Long benchmark runs turn it off.
     pub record_requests: bool,
+    /// Whose dialect of idempotency and errors the double speaks; Stripe by default.
+    pub provider: Provider,
 }
 
 impl Default for DoubleConfig {
@@ -89,6 +108,7 @@ impl Default for DoubleConfig {
             latency: Duration::ZERO,
             idempotency_window: Duration::from_secs(24 * 60 * 60),
             record_requests: true,
+            provider: Provider::Stripe,
         }
     }
 }
@@ -156,6 +176,7 @@ fn build(cfg: DoubleConfig) -> io::Result<(Arc<App>, Option<TlsAcceptor>)> {
             .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
     }
     let app = App {
+        provider: cfg.provider,
         ledger: Ledger::default(),
         faults: cfg.faults,
         idempotency: idempotency::IdempotencyStore::new(cfg.idempotency_window),

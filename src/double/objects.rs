@@ -1,8 +1,10 @@
 //! Payment intents and refunds: the provider's state, and the only place effects happen.
 //!
 //! Every mutation and its ledger entry are made under one lock, so the ledger's order is the
-//! order things happened in. Objects live in the scope (API key plus `Stripe-Account`) that
-//! created them; another scope asking for one gets the same 404 as for an id that never existed.
+//! order things happened in. Objects live in the scope (the API key plus the dialect's account
+//! header, `Stripe-Account` for Stripe) that created them; another scope asking for one gets the
+//! same 404 as for an id that never existed. Errors are returned as [`ApiError`]s, which the
+//! caller's dialect spells.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
@@ -12,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::form::{new_id, unix_now};
 use super::ledger::{Effect, EffectKind, Ledger};
-use super::reply::{self, Reply};
+use super::reply::{self, ApiError};
 
 /// A validated request for the store.
 #[derive(Debug, PartialEq)]
@@ -84,7 +86,9 @@ impl Intent {
 }
 
 impl Objects {
-    pub(crate) fn execute(&self, command: Command, cx: &Context<'_>) -> Reply {
+    /// Runs a command: the object's JSON (answered 200), or the endpoint's error, which the
+    /// caller's dialect spells.
+    pub(crate) fn execute(&self, command: Command, cx: &Context<'_>) -> Result<Value, ApiError> {
         // Poison is harmless: each command checks before it mutates, and mutates in one step.
         let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = |id: &str| (cx.scope.to_owned(), id.to_owned());
@@ -112,28 +116,28 @@ impl Objects {
                 }
                 let body = intent.to_json();
                 store.intents.insert(slot(&id), intent);
-                ok(&body)
+                Ok(body)
             }
             Command::ConfirmIntent(id) => match store.intents.get_mut(&slot(&id)) {
-                None => reply::missing("payment_intent", &id, "intent"),
+                None => Err(reply::missing("payment_intent", &id, "intent")),
                 Some(intent) if intent.succeeded => {
                     let message = "You cannot confirm this PaymentIntent because it has already succeeded after being previously confirmed.";
                     let code = Some("payment_intent_unexpected_state");
-                    reply::error(
+                    Err(reply::error(
                         StatusCode::BAD_REQUEST,
                         "invalid_request_error",
                         code,
                         message,
-                    )
+                    ))
                 }
                 Some(intent) => {
                     charge(cx, intent);
-                    ok(&intent.to_json())
+                    Ok(intent.to_json())
                 }
             },
             Command::RetrieveIntent(id) => match store.intents.get(&slot(&id)) {
-                Some(intent) => ok(&intent.to_json()),
-                None => reply::missing("payment_intent", &id, "intent"),
+                Some(intent) => Ok(intent.to_json()),
+                None => Err(reply::missing("payment_intent", &id, "intent")),
             },
             Command::CreateRefund {
                 payment_intent,
@@ -142,27 +146,34 @@ impl Objects {
                 metadata,
             } => {
                 let Some(intent) = store.intents.get_mut(&slot(&payment_intent)) else {
-                    return reply::missing("payment_intent", &payment_intent, "payment_intent");
+                    let param = "payment_intent";
+                    return Err(reply::missing("payment_intent", &payment_intent, param));
                 };
-                match refund(cx, intent, amount, reason, metadata) {
-                    Ok((id, refund)) => {
-                        let reply = ok(&refund);
-                        store.refunds.insert(slot(&id), refund);
-                        reply
-                    }
-                    Err(reply) => reply,
-                }
+                let (id, refund) = refund(cx, intent, amount, reason, metadata)?;
+                store.refunds.insert(slot(&id), refund.clone());
+                Ok(refund)
             }
             Command::RetrieveRefund(id) => match store.refunds.get(&slot(&id)) {
-                Some(refund) => ok(refund),
-                None => reply::missing("refund", &id, "refund"),
+                Some(refund) => Ok(refund.clone()),
+                None => Err(reply::missing("refund", &id, "refund")),
             },
         }
     }
 }
 
-fn ok(body: &Value) -> Reply {
-    Reply::json(StatusCode::OK, body)
+impl Objects {
+    /// The current state, in this scope, of the object (a payment intent or a refund) that a
+    /// saved response body describes. Only a read: nothing changes and the ledger is untouched.
+    pub(crate) fn current(&self, scope: &str, saved_body: &[u8]) -> Option<Value> {
+        let object: Value = serde_json::from_slice(saved_body).ok()?;
+        let slot = (scope.to_owned(), object["id"].as_str()?.to_owned());
+        let store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        match object["object"].as_str()? {
+            "payment_intent" => store.intents.get(&slot).map(Intent::to_json),
+            "refund" => store.refunds.get(&slot).cloned(),
+            _ => None,
+        }
+    }
 }
 
 /// Confirms an intent: it succeeds at once (no card flow) and money moves.
@@ -180,15 +191,16 @@ fn refund(
     amount: Option<u64>,
     reason: Option<String>,
     metadata: BTreeMap<String, String>,
-) -> Result<(String, Value), Reply> {
-    let bad = |code: &str, message: String| {
-        reply::error_with_param(
+) -> Result<(String, Value), ApiError> {
+    let bad = |code: &'static str, message: String| {
+        let code = Some(code);
+        reply::error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
-            Some(code),
-            &message,
-            Some("amount"),
+            code,
+            message,
         )
+        .on("amount")
     };
     if !intent.succeeded {
         let message = format!(

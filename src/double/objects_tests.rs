@@ -2,7 +2,6 @@
 //! each step leaves in the ledger.
 
 use super::*;
-use crate::double::reply::Source;
 
 fn run(objects: &Objects, ledger: &Ledger, scope: &str, command: Command) -> (StatusCode, Value) {
     let cx = Context {
@@ -10,11 +9,10 @@ fn run(objects: &Objects, ledger: &Ledger, scope: &str, command: Command) -> (St
         idempotency_key: Some("k"),
         ledger,
     };
-    let reply = objects.execute(command, &cx);
-    let Source::Bytes(body) = reply.body else {
-        panic!("not JSON")
-    };
-    (reply.status, serde_json::from_slice(&body).unwrap())
+    match objects.execute(command, &cx) {
+        Ok(body) => (StatusCode::OK, body),
+        Err(error) => (error.status, error.stripe_json()),
+    }
 }
 
 fn order(id: &str) -> BTreeMap<String, String> {

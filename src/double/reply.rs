@@ -1,8 +1,11 @@
 //! Replies before they become HTTP responses: a status, headers and what the body is made of,
-//! plus the Stripe-shaped error bodies every layer of the double answers with.
+//! plus [`ApiError`], the errors every layer of the double decides on, and their Stripe shape.
 //!
 //! Keeping the body as data (bytes, or a pattern of N bytes) until the last moment lets the
-//! delivery faults (slow and truncated bodies) apply to any reply, whoever made it.
+//! delivery faults (slow and truncated bodies) apply to any reply, whoever made it. Errors are
+//! kept as data too, in Stripe's vocabulary (the double's native one), until the configured
+//! dialect spells them (`dialect.rs`): the endpoints decide *what* went wrong, the dialect
+//! decides how the provider says it.
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -55,16 +58,20 @@ impl Reply {
     }
 
     /// The first value of a header.
-    #[cfg(test)]
     pub(crate) fn header(&self, name: &str) -> Option<&HeaderValue> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
     /// A JSON reply. Pretty-printed like Stripe's, which also makes test failures readable.
     pub(crate) fn json(status: StatusCode, value: &Value) -> Self {
+        Self::json_as(status, "application/json", value)
+    }
+
+    /// A JSON reply of another JSON media type, such as `application/problem+json`.
+    pub(crate) fn json_as(status: StatusCode, content_type: &'static str, value: &Value) -> Self {
         // Serializing a `Value` cannot fail: its map keys are strings.
         let text = serde_json::to_vec_pretty(value).unwrap_or_default();
-        Self::new(status, "application/json", Source::Bytes(Bytes::from(text)))
+        Self::new(status, content_type, Source::Bytes(Bytes::from(text)))
     }
 
     /// Adds a header. Names and values the double builds are always valid; one that is not
@@ -78,54 +85,80 @@ impl Reply {
     }
 }
 
-/// A Stripe error reply: `{"error": {"type", "code", "message", "param"}}`, absent fields left
-/// out as Stripe does.
-pub(crate) fn error(status: StatusCode, kind: &str, code: Option<&str>, message: &str) -> Reply {
-    error_with_param(status, kind, code, message, None)
+/// An error the double answers with, before a dialect spells it: Stripe's error `type`
+/// (`kind`), `code`, `param` and message, plus the status.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    /// Stripe's error type: `invalid_request_error`, `api_error`, `idempotency_error`...
+    pub kind: &'static str,
+    pub code: Option<&'static str>,
+    pub message: String,
+    pub param: Option<String>,
 }
 
-pub(crate) fn error_with_param(
+impl ApiError {
+    /// Names the parameter the error is about.
+    pub(crate) fn on(mut self, param: &str) -> Self {
+        self.param = Some(param.to_owned());
+        self
+    }
+
+    /// Stripe's shape: `{"error": {"type", "code", "message", "param"}}`, absent fields left
+    /// out as Stripe does.
+    pub(crate) fn stripe_json(&self) -> Value {
+        let mut error = json!({ "type": self.kind, "message": self.message });
+        if let Some(code) = self.code {
+            error["code"] = json!(code);
+        }
+        if let Some(param) = &self.param {
+            error["param"] = json!(param);
+        }
+        json!({ "error": error })
+    }
+}
+
+/// An error of a Stripe type, with an optional code.
+pub(crate) fn error(
     status: StatusCode,
-    kind: &str,
-    code: Option<&str>,
-    message: &str,
-    param: Option<&str>,
-) -> Reply {
-    let mut error = json!({ "type": kind, "message": message });
-    if let Some(code) = code {
-        error["code"] = json!(code);
+    kind: &'static str,
+    code: Option<&'static str>,
+    message: impl Into<String>,
+) -> ApiError {
+    ApiError {
+        status,
+        kind,
+        code,
+        message: message.into(),
+        param: None,
     }
-    if let Some(param) = param {
-        error["param"] = json!(param);
-    }
-    Reply::json(status, &json!({ "error": error }))
 }
 
 /// 400 for a missing or malformed parameter: a validation failure, never saved under a key.
-pub(crate) fn invalid_param(param: &str, code: &str, message: String) -> Reply {
-    error_with_param(
+pub(crate) fn invalid_param(param: &str, code: &'static str, message: String) -> ApiError {
+    let invalid = error(
         StatusCode::BAD_REQUEST,
         "invalid_request_error",
         Some(code),
-        &message,
-        Some(param),
-    )
+        message,
+    );
+    invalid.on(param)
 }
 
 /// 404 for an object that does not exist in the caller's scope.
-pub(crate) fn missing(kind: &str, id: &str, param: &str) -> Reply {
+pub(crate) fn missing(kind: &str, id: &str, param: &str) -> ApiError {
     let message = format!("No such {kind}: '{id}'");
-    error_with_param(
+    let missing = error(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         Some("resource_missing"),
-        &message,
-        Some(param),
-    )
+        message,
+    );
+    missing.on(param)
 }
 
 /// A provider-side failure (`api_error`), for 5xx faults.
-pub(crate) fn api_error(status: StatusCode) -> Reply {
+pub(crate) fn api_error(status: StatusCode) -> ApiError {
     let message = "An unknown error occurred while processing your request (injected by the payguard double).";
     error(status, "api_error", None, message)
 }
@@ -139,26 +172,18 @@ pub(crate) fn status_or_500(code: u16) -> StatusCode {
 mod tests {
     use super::*;
 
-    fn body_json(reply: &Reply) -> Value {
-        match &reply.body {
-            Source::Bytes(bytes) => serde_json::from_slice(bytes).unwrap(),
-            Source::Pattern(_) => panic!("not JSON"),
-        }
-    }
-
     #[test]
     fn errors_are_stripe_shaped() {
-        let reply = invalid_param(
+        let invalid = invalid_param(
             "amount",
             "parameter_missing",
             "Missing required param: amount.".into(),
         );
-        assert_eq!(reply.status, 400);
-        assert_eq!(reply.header("content-type").unwrap(), "application/json");
-        let body = body_json(&reply);
+        assert_eq!(invalid.status, 400);
+        let body = invalid.stripe_json();
         assert_eq!(body["error"]["type"], "invalid_request_error");
         assert_eq!(body["error"]["param"], "amount");
-        let body = body_json(&api_error(StatusCode::BAD_GATEWAY));
+        let body = api_error(StatusCode::BAD_GATEWAY).stripe_json();
         assert_eq!(body["error"]["type"], "api_error");
         assert!(body["error"].get("code").is_none());
     }
