@@ -1,5 +1,5 @@
 //! payguard's provider profiles (issue #11) against the double speaking the same dialect: the
-//! dedup, replay and conflict guarantees hold under each profile, each spelled the provider's
+//! dedup, replay, conflict and key-injection guarantees hold under each profile, each spelled the provider's
 //! way. The double's dialects are an independent model (`payguard::double::Provider`), so a
 //! mistake in a profile's data shows up here instead of being mirrored.
 
@@ -155,7 +155,35 @@ async fn conflict(p: Provider) {
     );
 }
 
-/// The three tests under each profile, as `<profile>::<test>`.
+/// (d) A keyless POST gets a key in the profile's header, the same on the retry of a 503, so
+/// the provider executes it once.
+async fn injected_key(p: Provider) {
+    let (provider, proxy) = setup(p, Duration::ZERO).await;
+    provider.faults().push(Fault::Status(503));
+    let reply = post_form(&proxy.url("/v1/payment_intents"), FORM).await;
+    assert_eq!(reply.status, 200, "{}: {}", p.name(), text(&reply));
+    assert_eq!(
+        header(&reply, "payguard-attempts"),
+        Some("2"),
+        "{}",
+        p.name()
+    );
+    let chosen = header(&reply, "payguard-idempotency-key").expect("key returned");
+    let log = provider.requests();
+    assert_eq!(log.len(), 2, "{}", p.name());
+    for seen in &log {
+        assert_eq!(seen.header(p.key_header()), Some(chosen), "{}", p.name());
+    }
+    // Only the profile's header: another provider's would mean nothing to this one.
+    let other = match p {
+        Provider::PayPal => "idempotency-key",
+        _ => "paypal-request-id",
+    };
+    assert_eq!(log[0].header(other), None, "{}", p.name());
+    assert_eq!(provider.ledger().entries().len(), 1, "{}", p.name());
+}
+
+/// The four tests under each profile, as `<profile>::<test>`.
 macro_rules! per_profile {
     ($($profile:ident => $provider:expr),* $(,)?) => {$(
         mod $profile {
@@ -174,6 +202,11 @@ macro_rules! per_profile {
             #[tokio::test]
             async fn conflict() {
                 super::conflict($provider).await
+            }
+
+            #[tokio::test]
+            async fn injected_key() {
+                super::injected_key($provider).await
             }
         }
     )*};

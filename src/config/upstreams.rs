@@ -165,6 +165,32 @@ pub(super) fn upstreams(
     specs
 }
 
+/// The index in the upstream list of the one a route at `at` names (`None`: the default).
+pub(super) fn index(
+    name: Option<&str>,
+    named: &BTreeMap<String, RawUpstream>,
+    at: &str,
+    issue: &mut impl FnMut(String, String),
+) -> usize {
+    let Some(name) = name.filter(|n| *n != DEFAULT_UPSTREAM) else {
+        return 0;
+    };
+    // The list holds [upstream] first, then the named ones in the map's order.
+    if let Some(i) = named.keys().position(|n| n == name) {
+        return i + 1;
+    }
+    let known: Vec<&str> = named.keys().map(String::as_str).collect();
+    let known = match known.is_empty() {
+        true => "none".to_owned(),
+        false => known.join(", "),
+    };
+    issue(
+        format!("{at}.upstream"),
+        format!("no [upstreams.{name}] table; named upstreams: {known}"),
+    );
+    0
+}
+
 fn one(
     name: &str,
     at: &str,

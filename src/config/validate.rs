@@ -13,7 +13,7 @@ use super::limits;
 use super::redis::{self, RedisSpec};
 use super::resolver::{self as resolver_config, ResolverSpec};
 use super::retry::{self, BudgetSpec};
-use super::upstreams::{self, DEFAULT_UPSTREAM, UpstreamSpec};
+use super::upstreams::{self, UpstreamSpec};
 use super::{ConfigIssue, RawConfig};
 use crate::breaker::BreakerSpec;
 use crate::idempotency::RoutePolicy;
@@ -220,27 +220,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
         );
         let at = format!("route[{i}]");
         resolver_config::route_override(&mut resolver, &r.name, &r.resolver);
-        let upstream = match r.upstream.as_deref() {
-            None | Some(DEFAULT_UPSTREAM) => 0,
-            Some(name) => match raw.upstreams.keys().position(|n| n == name) {
-                Some(i) => i + 1,
-                None => {
-                    let known: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
-                    issue(
-                        format!("{at}.upstream"),
-                        format!(
-                            "no [upstreams.{name}] table; named upstreams: {}",
-                            if known.is_empty() {
-                                "none".into()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    );
-                    0
-                }
-            },
-        };
+        let upstream = upstreams::index(r.upstream.as_deref(), &raw.upstreams, &at, &mut issue);
         let (profile, key_window) = upstreams
             .get(upstream)
             .and_then(Option::as_ref)
