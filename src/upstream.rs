@@ -94,15 +94,11 @@ impl Upstream {
     /// Sends one attempt and waits up to `timeout` for the response head (a streamed upload's
     /// body is sent within it too). The response body streams afterwards, outside that
     /// timeout, so large replies are not cut short.
-    pub async fn send<B>(
+    pub async fn send<B: OutBody>(
         &self,
         request: Request<B>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, AttemptError>
-    where
-        B: Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    ) -> Result<Response<Incoming>, AttemptError> {
         let (parts, body) = request.into_parts();
         let has_body = !body.is_end_stream();
         let handover = Arc::new(AtomicU8::new(PENDING));
@@ -135,6 +131,17 @@ impl Upstream {
             None => Err(AttemptError::TimedOut(timeout)),
         }
     }
+}
+
+/// A request body the client can send: a buffered one, or a streamed upload.
+pub trait OutBody:
+    Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> OutBody for B where
+    B: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
 }
 
 /// The handover states of a request body.

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
 use tower::retry::budget::TpsBudget;
@@ -18,7 +17,7 @@ use crate::error::ProxyError;
 use crate::headers;
 use crate::profile::Profile;
 use crate::retry::{AttemptError, ProviderErrorCode};
-use crate::upstream::Upstream;
+use crate::upstream::{OutBody, Upstream};
 
 /// The largest error body read to find the provider's error code (only the profile's
 /// in-flight status needs it).
@@ -44,19 +43,25 @@ impl ProxyState {
         Ok((uri, budget))
     }
 
+    /// An attempt's request: the app's method and headers (idempotency key included), the
+    /// upstream `uri`, and `body`.
+    pub(super) fn rebuild<B>(parts: &http::request::Parts, uri: &http::Uri, body: B) -> Request<B> {
+        let mut attempt = Request::new(body);
+        *attempt.method_mut() = parts.method.clone();
+        *attempt.uri_mut() = uri.clone();
+        *attempt.headers_mut() = parts.headers.clone();
+        attempt
+    }
+
     /// One attempt through the gates of `route` and its upstream: breakers admit it, limiters
     /// grant it a send time (both within `timeout`), then it is sent with what is left of
     /// `timeout`.
-    pub(super) async fn gated_attempt<B>(
+    pub(super) async fn gated_attempt<B: OutBody>(
         &self,
         route: &RouteSpec,
         request: Request<B>,
         timeout: Duration,
-    ) -> Result<Response<ProxyBody>, AttemptError>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    ) -> Result<Response<ProxyBody>, AttemptError> {
         let started = tokio::time::Instant::now();
         let passage = self
             .gates
@@ -76,16 +81,12 @@ impl ProxyState {
 /// One upstream attempt. The small error body of the profile's in-flight status is read when
 /// its code decides (Stripe's 409 `idempotency_key_in_use` vs other conflicts); every other
 /// body streams untouched.
-async fn attempt<B>(
+async fn attempt<B: OutBody>(
     upstream: &Upstream,
     profile: &Profile,
     request: Request<B>,
     timeout: Duration,
-) -> Result<Response<ProxyBody>, AttemptError>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) -> Result<Response<ProxyBody>, AttemptError> {
     let started = tokio::time::Instant::now();
     let response = upstream.send(request, timeout).await?;
     let (mut parts, body) = response.into_parts();

@@ -249,10 +249,7 @@ impl ProxyState {
             |timeout| {
                 // Each attempt is built afresh from the buffered parts: same method, target,
                 // headers (idempotency key included) and body bytes every time.
-                let mut attempt = Request::new(Full::new(body.clone()));
-                *attempt.method_mut() = parts.method.clone();
-                *attempt.uri_mut() = uri.clone();
-                *attempt.headers_mut() = parts.headers.clone();
+                let attempt = Self::rebuild(&parts, &uri, Full::new(body.clone()));
                 self.gated_attempt(route, attempt, timeout)
             },
         )

@@ -16,7 +16,6 @@
 //! A body without `Content-Length` (chunked) is buffered as usual and refused with 413 when it
 //! outgrows the buffer: its size is unknown until the end, too late to choose streaming.
 
-use http::Request;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
@@ -66,18 +65,12 @@ impl ProxyState {
             &self.jitter,
             &observer,
             |timeout| {
-                let body = body.take();
-                let mut attempt = Request::new(body);
-                *attempt.method_mut() = parts.method.clone();
-                *attempt.uri_mut() = uri.clone();
-                *attempt.headers_mut() = parts.headers.clone();
+                // One attempt is all the policy allows; the body is gone after it.
+                let attempt = body.take().map(|body| Self::rebuild(&parts, &uri, body));
                 async move {
-                    // One attempt is all the policy allows; the body is gone after it.
-                    let (head, body) = attempt.into_parts();
-                    let Some(body) = body else {
+                    let Some(attempt) = attempt else {
                         return Err(AttemptError::NotSent("the upload was already sent".into()));
                     };
-                    let attempt = Request::from_parts(head, body);
                     self.gated_attempt(route, attempt, timeout).await
                 }
             },
