@@ -1,8 +1,10 @@
 //! Idempotency: keys injected when missing, duplicates coalesced, results replayed, and the
 //! provider's rules applied before a request ever leaves.
 //!
-//! The provider already deduplicates by `Idempotency-Key`; payguard does three things it
-//! cannot:
+//! The provider already deduplicates by its key header (Stripe's `Idempotency-Key`; each
+//! route's provider profile, [`crate::profile`], names the header, the keyed methods, the
+//! tenant headers and the answers spelled below in Stripe's terms); payguard does three things
+//! it cannot:
 //!
 //! - it gives every POST a key (when the route injects), the same on every attempt, so its own
 //!   retries are safe, and returns the key in `Payguard-Idempotency-Key` for reconciliation;
@@ -13,8 +15,8 @@
 //! - on routes with a `dedup_window`, it treats a keyless request identical to a recent one as
 //!   a retry of it, by binding the request's content to the key injected for it first.
 //!
-//! What is stored: 2xx responses, and 4xx the provider itself saves under the key (402, 404,
-//! 422...). Not stored, so the app may try again: 400 (a validation failure may be corrected
+//! What is stored (Stripe's rules; a profile lists the statuses its provider does not keep):
+//! 2xx responses, and 4xx the provider itself saves under the key (402, 404, 422...). Not stored, so the app may try again: 400 (a validation failure may be corrected
 //! and resent under the same key), 401/403, 409 and 429 (never saved by the provider), 5xx and
 //! outcome-unknown failures (the provider's own record, if any, is the authority), and bodies
 //! without a `Content-Length` or larger than `max_stored_body_bytes`.
