@@ -78,16 +78,9 @@ need() { command -v "$1" >/dev/null 2>&1; }
 
 WORK=""
 declare -A PIDS=()
-stop_pid() {
-  local pid="$1" i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+# Process, port and quiet-machine helpers shared by the benchmarks.
+# shellcheck source=bench/common.sh
+source "$ROOT/bench/common.sh"
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -131,53 +124,9 @@ rm -f "$OUT/$OUT_NAME.json" "$OUT/$OUT_NAME.md"
 ON_LOAD_CPU=(nice -n "$NICE" taskset -c "$LOAD_CPU")
 ON_PROXY_CPU=(nice -n "$NICE" taskset -c "$PROXY_CPU")
 
-# ---------------------------------------------------------------------------- helpers
-free_ports() {
-  python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
-wait_port() {
-  local port="$1" pid="$2" name="$3" logfile="$4" i
-  for ((i = 0; i < 100; i++)); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$logfile" >&2 || true
-      die "$name exited during start-up"
-    fi
-    sleep 0.1
-  done
-  tail -n 20 "$logfile" >&2 || true
-  die "$name did not listen on 127.0.0.1:$port within 10 s"
-}
 
-# The process and its children (nginx: master and worker).
-proc_tree() {
-  local pid="$1" children
-  children="$(ps -o pid= --ppid "$pid" 2>/dev/null || true)"
-  echo "$pid" ${children:+$children}
-}
 
-# utime + stime in clock ticks, summed over the pids.
-cpu_ticks() {
-  local total=0 pid
-  local -a f
-  for pid in "$@"; do
-    [[ -r "/proc/$pid/stat" ]] || continue
-    read -r -a f <<<"$(sed -e 's/^.*) //' "/proc/$pid/stat")"
-    total=$((total + f[11] + f[12]))
-  done
-  echo "$total"
-}
 
 # A /proc/PID/status field (VmRSS, VmHWM) in KiB, summed over the pids.
 status_kib() {
@@ -190,55 +139,8 @@ status_kib() {
   echo "$total"
 }
 
-# CPU ticks of every user process outside this run's tree, reaped children included.
-others_ticks() {
-  python3 - "$$" <<'EOF'
-import os, sys
-ours, procs = int(sys.argv[1]), {}
-for name in os.listdir("/proc"):
-    if not name.isdigit():
-        continue
-    try:
-        with open(f"/proc/{name}/stat") as f:
-            fields = f.read().rsplit(") ", 1)[1].split()
-    except (OSError, IndexError):
-        continue
-    procs[int(name)] = (int(fields[1]), sum(int(x) for x in fields[11:15]))
-def mine(pid):
-    for _ in range(64):
-        if pid == ours:
-            return True
-        if pid not in procs:
-            return False
-        pid = procs[pid][0]
-    return False
-print(sum(t for pid, (ppid, t) in procs.items()
-          if pid != 2 and ppid != 2 and not mine(pid)))
-EOF
-}
 
-busy_all() {
-  awk '$1 == "cpu" { total = 0; for (i = 2; i <= NF; i++) total += $i; print total - $5 - $6 }' /proc/stat
-}
 
-QUIET_WAITED=0
-wait_quiet() {
-  local before after pct
-  while :; do
-    before="$(busy_all)"
-    sleep 1
-    after="$(busy_all)"
-    pct=$(((after - before) * 100 / CLK_TCK))
-    ((pct <= QUIET_PCT)) && return 0
-    if ((QUIET_WAITED >= QUIET_BUDGET)); then
-      log "machine still busy (${pct}% of a core); measuring anyway"
-      return 0
-    fi
-    log "the machine uses ${pct}% of a core; waiting for quiet"
-    QUIET_WAITED=$((QUIET_WAITED + 2))
-    sleep 1
-  done
-}
 
 # ---------------------------------------------------------------------------- targets
 read -r UP_PORT PG_PORT PG_ADMIN PB_PORT PB_ADMIN NGINX_PORT <<<"$(free_ports 6)"
