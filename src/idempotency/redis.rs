@@ -91,12 +91,13 @@ impl RedisStore {
         self.pool.key(&format!("idem:{}", hex(key)))
     }
 
-    async fn script(
+    /// Runs one of the scripts on `key`'s record and the index, with `args`.
+    async fn script<T: redis::FromRedisValue>(
         &self,
         script: &'static Script,
         key: &Digest,
         args: Vec<Vec<u8>>,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
+    ) -> Result<T, StoreError> {
         let (record, index) = (self.record(key), self.index.clone());
         self.pool
             .run(|mut c| async move {
@@ -127,7 +128,7 @@ impl Store for RedisStore {
                 text(self.max_records),
                 text(ttl_ms(req.lease_until)),
             ];
-            let reply = self.script(&CLAIM, req.key, args).await?;
+            let reply: Vec<Vec<u8>> = self.script(&CLAIM, req.key, args).await?;
             match tagged(&reply) {
                 (b"claimed", _) => Ok(Claim::Claimed),
                 (b"inflight", rest) => Ok(Claim::InFlight {
@@ -166,38 +167,15 @@ impl Store for RedisStore {
                 text(expires_at),
                 text(ttl_ms(expires_at)),
             ];
-            let (record, index) = (self.record(key), self.index.clone());
-            let done: i64 = self
-                .pool
-                .run(|mut c| async move {
-                    let mut call = COMPLETE.key(record);
-                    call.key(index);
-                    for arg in args {
-                        call.arg(arg);
-                    }
-                    call.invoke_async(&mut c).await
-                })
-                .await
-                .map_err(backend)?;
+            let done: i64 = self.script(&COMPLETE, key, args).await?;
             Ok(done == 1)
         })
     }
 
     fn release<'a>(&'a self, key: &'a Digest, owner: u128) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let (record, index) = (self.record(key), self.index.clone());
-            self.pool
-                .run(|mut c| async move {
-                    RELEASE
-                        .key(record)
-                        .key(index)
-                        .arg(owner.to_string())
-                        .invoke_async::<i64>(&mut c)
-                        .await
-                })
-                .await
-                .map(drop)
-                .map_err(backend)
+            let _: i64 = self.script(&RELEASE, key, vec![text(owner)]).await?;
+            Ok(())
         })
     }
 
@@ -216,7 +194,7 @@ impl Store for RedisStore {
                 text(self.max_records),
                 text(ttl_ms(expires_at)),
             ];
-            let reply = self.script(&BIND, key, args).await?;
+            let reply: Vec<Vec<u8>> = self.script(&BIND, key, args).await?;
             match tagged(&reply) {
                 (b"bound", [bound, ..]) => String::from_utf8(bound.clone())
                     .map_err(|_| StoreError::Backend("a bound key in Redis is not text".into())),
