@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use payguard::double::{self, DoubleConfig, EffectKind, Fault};
 use support::process::spawn_payguard;
@@ -52,17 +52,12 @@ async fn a_payment_in_flight_when_payguard_is_killed_is_charged_once() {
 
     let second = spawn_payguard(&file).await;
     let retry_url = format!("http://{}/v1/payment_intents", second.proxy);
-    let started = Instant::now();
-    let reply = loop {
+    let reply = until_not_in_use(|| {
         let mut r = request();
         *r.uri_mut() = retry_url.parse().unwrap();
-        let reply = send(r).await;
-        if reply.status != 409 || started.elapsed() > Duration::from_secs(20) {
-            break reply;
-        }
-        // In use: the dead process's lease, or the provider still holding the first request.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+        send(r)
+    })
+    .await;
     assert_eq!(
         reply.status,
         200,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use payguard::double::{self, DoubleConfig, EffectKind, Fault};
 use support::redis::RedisServer;
 use support::replicas::{admin, metric, post, start_replicas, wait_ready};
+use support::until_not_in_use;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_concurrent_duplicates_over_three_replicas_take_effect_once() {
@@ -234,15 +235,7 @@ async fn a_replica_killed_mid_request_is_taken_over_by_another_under_the_same_ke
         "the app saw the connection die"
     );
 
-    let started = Instant::now();
-    let reply = loop {
-        let reply = post(&replicas[1], Some("kill-key-1"), form).await;
-        // 409 while the dead replica's lease runs, or while the provider still holds it.
-        if reply.status != 409 || started.elapsed() > Duration::from_secs(20) {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let reply = until_not_in_use(|| post(&replicas[1], Some("kill-key-1"), form)).await;
     assert_eq!(
         reply.status,
         200,

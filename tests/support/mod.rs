@@ -151,6 +151,24 @@ pub async fn post_form(url: &str, form: &str) -> Reply {
     send(request).await
 }
 
+/// Repeats `attempt` while it is answered 409 (a killed process's claim holds the key until
+/// its lease runs out, or the provider still holds the first request), for up to 20 s; returns
+/// the last reply.
+pub async fn until_not_in_use<F, Fut>(mut attempt: F) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        let reply = attempt().await;
+        if reply.status != 409 || started.elapsed() > std::time::Duration::from_secs(20) {
+            return reply;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
 /// Asserts a response is one payguard made itself, Stripe-shaped, with the given code.
 pub fn assert_payguard_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!(
