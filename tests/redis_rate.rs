@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use payguard::config::{RedisSpec, RedisUrl};
 use payguard::double::{self, DoubleConfig};
 use payguard::ratelimit::shared::BackendMetrics;
-use payguard::ratelimit::{LimitSpec, Limiter, SharedSpec};
+use payguard::ratelimit::{LimitSpec, Limiter, SharedSpec, busiest_window};
 use payguard::shared::RedisPool;
 use support::redis::RedisServer;
 use support::replicas::{admin, metric, post, start_replicas};
@@ -27,19 +27,6 @@ const LIMIT: usize = 104;
 /// another into a window; the headroom absorbs 40 ms of it and still uses 96% of the ceiling.
 const RATE: u32 = 100;
 const BURST: u32 = 1;
-
-/// The most arrivals in any half-open window `[t, t + 1s)`.
-fn busiest_second(times: &[Instant]) -> usize {
-    (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|t| **t < times[i] + Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_together_stay_under_the_shared_limit_and_use_it() {
@@ -106,7 +93,7 @@ async fn three_replicas_together_stay_under_the_shared_limit_and_use_it() {
         .collect();
     times.sort();
     assert_eq!(times.len(), answered);
-    let busiest = busiest_second(&times);
+    let busiest = busiest_window(&times, Duration::from_secs(1));
     assert!(busiest <= LIMIT, "{busiest} in one second, limit {LIMIT}");
     // Utilisation: the sustained rate from first to last arrival, against the limit.
     let span = (*times.last().unwrap() - times[0]).as_secs_f64();

@@ -49,15 +49,7 @@ async fn offer(
 fn busiest_second(grants: &[(usize, Duration)]) -> usize {
     let mut times: Vec<Duration> = grants.iter().map(|g| g.1).collect();
     times.sort();
-    (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|t| **t < times[i] + Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
+    super::busiest_window(&times, Duration::from_secs(1))
 }
 
 #[tokio::test(start_paused = true)]
