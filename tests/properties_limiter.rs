@@ -49,14 +49,18 @@ fn spec() -> impl Strategy<Value = LimitSpec> {
     )
 }
 
-/// Every grant's send time, in the order granted.
-fn run(spec: LimitSpec, arrivals: Vec<Arrival>) -> Vec<Duration> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// A runtime on tokio's paused clock: time moves only when every task waits.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
         .build()
-        .unwrap();
-    runtime.block_on(async move {
+        .unwrap()
+}
+
+/// Every grant's send time, in the order granted.
+fn run(spec: LimitSpec, arrivals: Vec<Arrival>) -> Vec<Duration> {
+    paused_runtime().block_on(async move {
         let origin = Instant::now();
         let limiter = Arc::new(Limiter::new(spec));
         let grants = Arc::new(Mutex::new(Vec::new()));
@@ -114,12 +118,7 @@ proptest! {
         spec in spec(),
         arrivals in proptest::collection::vec(arrival(), 1..100),
     ) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
+        paused_runtime().block_on(async move {
             let limiter = Limiter::new(spec);
             for arrival in arrivals {
                 tokio::time::advance(arrival.gap).await;
