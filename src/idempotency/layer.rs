@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Response};
+use http::{HeaderMap, HeaderValue, Response};
 use rand::Rng;
 use tokio::sync::Notify;
 
@@ -115,15 +114,16 @@ impl Idempotency {
 
     /// Decides a request's fate before any attempt. May add a key (in the header of the
     /// route's provider profile) to `headers`.
-    #[allow(clippy::too_many_arguments)] // each is one fact of the request; a struct adds nothing
+    ///
+    /// `print` is the request's fingerprint ([`fingerprint::fingerprint`] of its method, target
+    /// and body), computed once by the caller for the methods the route's profile keys, and
+    /// `None` for the others: those are forwarded untouched.
     pub async fn admit(
         &self,
         spec: &RouteSpec,
         m: &IdempotencyMetrics,
-        method: &Method,
-        path_and_query: &str,
         headers: &mut HeaderMap,
-        body: &Bytes,
+        print: Option<Digest>,
         deadline: tokio::time::Instant,
     ) -> Admission {
         let forward = |injected| Admission::Forward {
@@ -133,13 +133,12 @@ impl Idempotency {
         let (policy, route, profile) = (&spec.idempotency, spec.name.as_str(), spec.profile);
         let key_header = &profile.key_header;
         // Keys are for the methods the provider keys (POST; GET and DELETE are idempotent by
-        // definition), and a request without credentials will be refused by the provider:
-        // nothing to deduplicate.
+        // definition: no `print`), and a request without credentials will be refused by the
+        // provider: nothing to deduplicate.
         let scope = fingerprint::scope(headers, profile.scope_headers);
-        let Some(scope) = scope.filter(|_| profile.keys(method)) else {
+        let (Some(scope), Some(print)) = (scope, print) else {
             return forward(None);
         };
-        let print = fingerprint::fingerprint(method, path_and_query, body);
         let now = self.now_ms();
 
         let (key, injected) = match headers.get(key_header) {

@@ -4,6 +4,8 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use http::Method;
 use http_body::Frame;
 use http_body_util::BodyExt;
 
@@ -49,14 +51,12 @@ async fn admit(idem: &Idempotency, m: &Metrics, key: &str) -> Admission {
     );
     headers.insert("idempotency-key", HeaderValue::from_str(key).unwrap());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let body = Bytes::from_static(b"amount=1");
+    let print = fingerprint::fingerprint(&Method::POST, "/v1/x", b"amount=1");
     idem.admit(
         &route(),
         &m.idempotency,
-        &Method::POST,
-        "/v1/x",
         &mut headers,
-        &body,
+        Some(print),
         deadline,
     )
     .await

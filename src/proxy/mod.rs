@@ -37,7 +37,7 @@ use crate::config::{ResolverSpec, RouteSpec};
 use crate::error::ProxyError;
 use crate::gate::Gates;
 use crate::headers;
-use crate::idempotency::{Admission, Idempotency, after};
+use crate::idempotency::{Admission, Idempotency, after, fingerprint};
 use crate::inbound::{declared_length, is_idempotent, read_body, refuse_foreign_target};
 use crate::metrics::{Metrics, Origin};
 use crate::resolver::webhook::Webhook;
@@ -195,19 +195,17 @@ impl ProxyState {
             Err(e) => return (Forwarded::refused(e), Verdict::NothingSent),
         };
 
+        // What a keyed request asks for (method, target, body), hashed once: the idempotency
+        // layer and the journal both key on it.
         let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let print = route
+            .profile
+            .keys(&parts.method)
+            .then(|| fingerprint::fingerprint(&parts.method, path_and_query, &body));
         let m = &self.metrics.idempotency;
         let admission = self
             .idempotency
-            .admit(
-                route,
-                m,
-                &parts.method,
-                path_and_query,
-                &mut parts.headers,
-                &body,
-                deadline,
-            )
+            .admit(route, m, &mut parts.headers, print, deadline)
             .await;
         let (guard, injected) = match admission {
             Admission::Forward { guard, injected } => (guard, injected),
@@ -226,11 +224,12 @@ impl ProxyState {
                 return (forwarded, verdict);
             }
         };
-        let ticket = match journal {
-            true => {
-                resolver::intake::open(&self.journal, &self.resolver, route, &parts, &body).await
+        let ticket = match (journal, print) {
+            (true, Some(print)) => {
+                let (journal, spec) = (&self.journal, &self.resolver);
+                resolver::intake::open(journal, spec, route, &parts, &body, print).await
             }
-            false => None,
+            _ => None,
         };
 
         crate::crash_point!(crate::crashpoints::AFTER_CLAIM);

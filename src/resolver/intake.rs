@@ -10,26 +10,26 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use super::journal::Opening;
 use super::{Entry, Journal, Payload, Ticket, Verdict};
 use crate::config::{ResolverSpec, RouteSpec};
-use crate::idempotency::fingerprint;
+use crate::idempotency::fingerprint::{self, Digest};
 use crate::proxy::ProxyState;
 
 /// An open entry outlives its request's deadline by this much before it counts as abandoned
 /// by a dead process.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
-/// Journals a keyed POST before its first attempt. A journal failure is logged and the
-/// request goes on: the provider still deduplicates it, only the resolver will not know.
+/// Journals a keyed request (a method its route's profile keys, with a key) before its first
+/// attempt. `print` is the request's fingerprint, as the idempotency layer computed it. A
+/// journal failure is logged and the request goes on: the provider still deduplicates it,
+/// only the resolver will not know.
 pub async fn open(
     journal: &Journal,
     spec: &ResolverSpec,
     route: &RouteSpec,
     parts: &http::request::Parts,
     body: &Bytes,
+    print: Digest,
 ) -> Option<Ticket> {
     let profile = route.profile;
-    if !profile.keys(&parts.method) {
-        return None;
-    }
     let scope = fingerprint::scope(&parts.headers, profile.scope_headers)?;
     let key = parts
         .headers
@@ -42,7 +42,7 @@ pub async fn open(
         parts.method.to_string(),
         target.to_owned(),
         String::from_utf8_lossy(key.as_bytes()).into_owned(),
-        fingerprint::fingerprint(&parts.method, target, body),
+        print,
         resend,
     );
     // Only what a re-send needs is kept, and only when the route re-sends.
