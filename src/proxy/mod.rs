@@ -177,22 +177,28 @@ impl ProxyState {
                 Err(_) => return Forwarded::refused(ProxyError::BodyTimeout(route.retry.deadline)),
             };
         headers::for_upstream(&mut parts.headers);
-        self.dispatch(parts, body, route, deadline, true).await.0
+        self.dispatch(parts, body, route, deadline, false).await.0
     }
 
-    /// Steps 4 to 6 for a buffered request, all within `deadline`; `journal` is false for the
-    /// resolver's re-sends.
+    /// Steps 4 to 6 for a buffered request, all within `deadline`. `resend` is true for the
+    /// resolver's re-sends: they are not journaled again, and they get the journal's verdict
+    /// on the outcome back (the app's requests, `None`: nobody would read it).
     pub(crate) async fn dispatch(
         &self,
         mut parts: http::request::Parts,
         body: Bytes,
         route: &RouteSpec,
         deadline: tokio::time::Instant,
-        journal: bool,
-    ) -> (Forwarded, Verdict) {
+        resend: bool,
+    ) -> (Forwarded, Option<Verdict>) {
         let (uri, budget) = match self.target(&parts, route) {
             Ok(target) => target,
-            Err(e) => return (Forwarded::refused(e), Verdict::NothingSent),
+            Err(e) => {
+                return (
+                    Forwarded::refused(e),
+                    resend.then_some(Verdict::NothingSent),
+                );
+            }
         };
 
         // What a keyed request asks for (method, target, body), hashed once: the idempotency
@@ -210,11 +216,11 @@ impl ProxyState {
         let (guard, injected) = match admission {
             Admission::Forward { guard, injected } => (guard, injected),
             Admission::Refuse(e) => {
-                let verdict = Verdict::Unknown(e.to_string());
+                let verdict = resend.then(|| Verdict::Unknown(e.to_string()));
                 return (Forwarded::refused(e), verdict);
             }
             Admission::Replay { response, injected } => {
-                let verdict = Verdict::Definitive(response.status().as_u16());
+                let verdict = resend.then(|| Verdict::Definitive(response.status().as_u16()));
                 let forwarded = Forwarded {
                     result: Ok(response),
                     attempts: 0,
@@ -224,8 +230,8 @@ impl ProxyState {
                 return (forwarded, verdict);
             }
         };
-        let ticket = match (journal, print) {
-            (true, Some(print)) => {
+        let ticket = match (resend, print) {
+            (false, Some(print)) => {
                 let (journal, spec) = (&self.journal, &self.resolver);
                 resolver::intake::open(journal, spec, route, &parts, &body, print).await
             }
@@ -254,8 +260,10 @@ impl ProxyState {
         )
         .await;
         crate::crash_point!(crate::crashpoints::AFTER_RESPONSE);
-        let verdict = resolver::judge(&finished.outcome, finished.attempts, route.profile);
-        if let Some(ticket) = ticket {
+        // Judged only for whom it matters: the journal entry, or the resolver re-sending.
+        let verdict = (ticket.is_some() || resend)
+            .then(|| resolver::judge(&finished.outcome, finished.attempts, route.profile));
+        if let (Some(ticket), Some(verdict)) = (ticket, &verdict) {
             let retry_at = after(self.journal.now_ms(), self.resolver.base_delay);
             // The app's own retry may be what resolves an earlier unresolved request.
             let id = ticket.id();
@@ -277,6 +285,6 @@ impl ProxyState {
             injected,
             origin: Origin::Upstream,
         };
-        (forwarded, verdict)
+        (forwarded, verdict.filter(|_| resend))
     }
 }

@@ -98,7 +98,9 @@ pub async fn resend(
     // A re-send gets the route's whole deadline, as a request arriving now would.
     let deadline = tokio::time::Instant::now() + route.retry.deadline;
     let (forwarded, verdict) = proxy
-        .dispatch(parts, Bytes::from(payload.body), route, deadline, false)
+        .dispatch(parts, Bytes::from(payload.body), route, deadline, true)
         .await;
+    // A re-send is always judged; the fallback only satisfies the type.
+    let verdict = verdict.unwrap_or_else(|| Verdict::Unknown("not judged".into()));
     (verdict, forwarded.attempts)
 }
