@@ -131,6 +131,20 @@ impl ProxyError {
         }
     }
 
+    /// Whether the app should send the request again (with the same key): true for a refusal
+    /// that sent nothing and may pass later. It becomes the profile's retry header (Stripe's
+    /// `Stripe-Should-Retry`), which every official SDK obeys over the status: without it, some
+    /// never retry a 429 `rate_limit`, and the app would fail an order payguard only delayed.
+    fn should_retry(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::RateLimited(_)
+                | ProxyError::CircuitOpen(_)
+                | ProxyError::StoreUnavailable(_)
+                | ProxyError::KeyInUse
+        )
+    }
+
     /// The error body in `profile`'s shape, and its media type.
     fn body(&self, profile: &Profile) -> (&'static str, serde_json::Value) {
         let status = self.status_for(profile);
@@ -188,6 +202,9 @@ impl ProxyError {
             // Whole seconds, rounded up: a client waiting less would only be refused again.
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if let Some(name) = profile.should_retry_header.as_ref().filter(|_| self.should_retry()) {
+            headers.insert(name, HeaderValue::from_static("true"));
         }
         if matches!(self, ProxyError::Connect) {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));

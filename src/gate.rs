@@ -5,7 +5,9 @@
 //!
 //! Each attempt takes a token, retries included: a retry is as much a request to the provider
 //! as the first attempt. Outcomes flow back through [`Passage::report`]: 5xx and transport
-//! failures are breaker failures, a 429 lowers the limiters' rate, anything else is a success.
+//! failures are breaker failures, the profile's rate-limit 429 is evidence for the limiters'
+//! adaptive rate (another 429, such as Stripe's `lock_timeout`, is not), anything else is a
+//! success.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +20,8 @@ use crate::breaker::{Breaker, BreakerSpec, Outcome, Ticket};
 use crate::config::Config;
 use crate::metrics::LimitMetrics;
 use crate::ratelimit::{LimitSpec, Limiter};
-use crate::retry::{AttemptError, Refusal};
+use crate::profile::Profile;
+use crate::retry::{AttemptError, ProviderErrorCode, Refusal};
 use crate::shared::RedisPool;
 
 struct Gate {
@@ -164,11 +167,14 @@ async fn admit(
 }
 
 impl Passage<'_> {
-    /// Feeds an attempt's outcome to the breakers and limiters it passed.
-    pub fn report<B>(mut self, outcome: &Result<Response<B>, AttemptError>) {
+    /// Feeds an attempt's outcome to the breakers and limiters it passed; `profile` says which
+    /// 429 is about the rate.
+    pub fn report<B>(mut self, outcome: &Result<Response<B>, AttemptError>, profile: &Profile) {
         let verdict = match outcome {
             Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
-                for gate in &self.limiters {
+                let code = r.extensions().get::<ProviderErrorCode>();
+                let about_rate = profile.is_rate_limited(r.status(), code.map(|c| c.0.as_str()));
+                for gate in self.limiters.iter().filter(|_| about_rate) {
                     if let Some(limiter) = &gate.limiter {
                         limiter.throttled();
                         self.metrics.rate(&gate.name, limiter.effective_rate());

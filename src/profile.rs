@@ -34,6 +34,9 @@ pub struct Profile {
     pub should_retry_header: Option<HeaderName>,
     /// The answer to a request whose key is held by one still executing.
     pub in_flight: Answer,
+    /// The answer that says "over the rate limit": the only one the adaptive limiter slows
+    /// down for (Stripe's 429 `lock_timeout` is contention on one object, not the rate).
+    pub rate_limited: Answer,
     /// The status of the answer to a key reused with another method, path or body.
     pub mismatch: StatusCode,
     /// Header and value marking a replayed response, when the provider marks them.
@@ -64,6 +67,12 @@ pub struct Answer {
     pub code: Option<&'static str>,
 }
 
+impl Answer {
+    fn matches(&self, status: StatusCode, code: Option<&str>) -> bool {
+        status == self.status && self.code.is_none_or(|want| code == Some(want))
+    }
+}
+
 /// The shape of error bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorStyle {
@@ -78,8 +87,9 @@ pub enum ErrorStyle {
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Stripe, the default. Key rules from docs.stripe.com/idempotency; the rest from
-/// `provider-semantics.md`. The default rate keeps every second at or under 9 sends: under the
-/// seed article's 10/s and Stripe's 25/s in test mode (raise it for live mode's 100/s).
+/// `provider-semantics.md`. The default rate, 9.8/s with no burst, keeps every second at or
+/// under 10 sends: the seed article's ceiling, used to 98%, and under Stripe's 25/s in test
+/// mode (raise it for live mode's 100/s).
 pub static STRIPE: Profile = Profile {
     name: "stripe",
     key_header: IDEMPOTENCY_KEY,
@@ -91,14 +101,18 @@ pub static STRIPE: Profile = Profile {
         status: StatusCode::CONFLICT,
         code: Some("idempotency_key_in_use"),
     },
+    rate_limited: Answer {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: Some("rate_limit"),
+    },
     mismatch: StatusCode::BAD_REQUEST,
     replayed_header: Some((HeaderName::from_static("idempotent-replayed"), "true")),
     replays: true,
     unsaved: &[400, 401, 403, 409, 429],
     errors: ErrorStyle::Stripe,
     key_window: Duration::from_secs(24 * 3600),
-    rate: 8.0,
-    burst: 2,
+    rate: 9.8,
+    burst: 1,
 };
 
 /// A provider following draft-ietf-httpapi-idempotency-key-header: `Idempotency-Key` on
@@ -114,6 +128,11 @@ pub static IETF: Profile = Profile {
     should_retry_header: None,
     in_flight: Answer {
         status: StatusCode::CONFLICT,
+        code: None,
+    },
+    // RFC 6585: 429 is "too many requests"; the draft names no finer code.
+    rate_limited: Answer {
+        status: StatusCode::TOO_MANY_REQUESTS,
         code: None,
     },
     mismatch: StatusCode::UNPROCESSABLE_ENTITY,
@@ -146,6 +165,11 @@ pub static PAYPAL: Profile = Profile {
     in_flight: Answer {
         status: StatusCode::CONFLICT,
         code: Some("PREVIOUS_REQUEST_IN_PROGRESS"),
+    },
+    // PayPal documents its 429 (RATE_LIMIT_REACHED) as rate limiting and nothing else.
+    rate_limited: Answer {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: None,
     },
     mismatch: StatusCode::UNPROCESSABLE_ENTITY,
     replayed_header: None,
@@ -187,16 +211,23 @@ impl Profile {
         }
     }
 
-    /// Whether an error body must be read to judge a response of this status (only the
-    /// in-flight answer's, when a code narrows it).
+    /// Whether an error body must be read to judge a response of this status (the in-flight
+    /// and rate-limit answers', when a code narrows them).
     pub fn needs_code(&self, status: StatusCode) -> bool {
-        status == self.in_flight.status && self.in_flight.code.is_some()
+        [&self.in_flight, &self.rate_limited]
+            .iter()
+            .any(|a| status == a.status && a.code.is_some())
     }
 
     /// Whether a response says the key is held by a request still executing. `code` is the
     /// error code read from its body, when [`Profile::needs_code`] asked for it.
     pub fn is_in_flight(&self, status: StatusCode, code: Option<&str>) -> bool {
-        status == self.in_flight.status && self.in_flight.code.is_none_or(|want| code == Some(want))
+        self.in_flight.matches(status, code)
+    }
+
+    /// Whether a response says the sender is over the provider's rate limit.
+    pub fn is_rate_limited(&self, status: StatusCode, code: Option<&str>) -> bool {
+        self.rate_limited.matches(status, code)
     }
 
     /// Whether a replayed response is marked as one.

@@ -20,12 +20,13 @@ pub(crate) struct RawRateLimit {
     /// Unset: the upstream profile's default.
     pub rate: Option<f64>,
     pub burst: Option<u32>,
-    #[serde(default = "default_max_wait", with = "duration")]
-    pub max_wait: Duration,
+    /// Unset: an attempt waits as long as its request's deadline allows.
+    #[serde(default, with = "duration::option")]
+    pub max_wait: Option<Duration>,
     #[serde(default = "yes")]
     pub adaptive: bool,
-    #[serde(default = "default_min_rate")]
-    pub min_rate: f64,
+    /// Unset: half the rate.
+    pub min_rate: Option<f64>,
     /// "local" (this process only) or "redis" (one limit shared by every replica).
     #[serde(default = "default_backend")]
     pub backend: String,
@@ -39,9 +40,9 @@ impl Default for RawRateLimit {
             enabled: true,
             rate: None,
             burst: None,
-            max_wait: default_max_wait(),
+            max_wait: None,
             adaptive: true,
-            min_rate: default_min_rate(),
+            min_rate: None,
             backend: default_backend(),
             fallback_rate: None,
         }
@@ -87,14 +88,8 @@ impl Default for RawBreaker {
 fn yes() -> bool {
     true
 }
-fn default_max_wait() -> Duration {
-    Duration::from_secs(2)
-}
 fn default_backend() -> String {
     "local".into()
-}
-fn default_min_rate() -> f64 {
-    1.0
 }
 fn default_failure_rate() -> f64 {
     0.5
@@ -137,11 +132,13 @@ pub(super) fn limit(
     if burst == 0 {
         issue(format!("{at}.burst"), "must be at least 1".into());
     }
-    if raw.max_wait > Duration::from_secs(60) {
+    if raw.max_wait.is_some_and(|w| w > Duration::from_secs(60)) {
         issue(format!("{at}.max_wait"), "must be at most 60s".into());
     }
+    // The floor is tied to the rate: a run of 429s can take it no lower than this.
+    let min_rate = raw.min_rate.unwrap_or(rate / 2.0);
     // A floor keeps the send interval (1 / rate) a sane duration.
-    if raw.min_rate.is_nan() || raw.min_rate < 0.01 || raw.min_rate > rate {
+    if min_rate.is_nan() || min_rate < 0.01 || min_rate > rate {
         issue(
             format!("{at}.min_rate"),
             "must be at least 0.01 and at most rate".into(),
@@ -153,7 +150,7 @@ pub(super) fn limit(
         burst,
         max_wait: raw.max_wait,
         adaptive: raw.adaptive,
-        min_rate: raw.min_rate,
+        min_rate,
         shared,
     })
 }

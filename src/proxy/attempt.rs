@@ -20,8 +20,13 @@ use crate::retry::{AttemptError, ProviderErrorCode};
 use crate::upstream::{OutBody, Upstream};
 
 /// The largest error body read to find the provider's error code (only the profile's
-/// in-flight status needs it).
+/// in-flight and rate-limit statuses need it).
 const ERROR_PEEK_LIMIT: usize = 64 * 1024;
+
+/// A turn at the gates must leave at least this much of the deadline for the send itself:
+/// an attempt granted with less would most likely time out after sending, leaving its
+/// outcome unknown, where a refusal leaves nothing sent.
+const SEND_RESERVE: Duration = Duration::from_secs(1);
 
 impl ProxyState {
     /// The upstream URI of a request on `route`, and that upstream's retry budget.
@@ -53,27 +58,31 @@ impl ProxyState {
         attempt
     }
 
-    /// One attempt through the gates of `route` and its upstream: breakers admit it, limiters
-    /// grant it a send time (both within `timeout`), then it is sent with what is left of
-    /// `timeout`.
+    /// One attempt through the gates of `route` and its upstream: breakers admit it and
+    /// limiters grant it a send time, queueing as long as the request's `deadline` allows
+    /// (less [`SEND_RESERVE`]); then it is sent, waiting at most `timeout` for the answer and
+    /// never past the deadline.
     pub(super) async fn gated_attempt<B: OutBody>(
         &self,
         route: &RouteSpec,
         request: Request<B>,
         timeout: Duration,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<ProxyBody>, AttemptError> {
-        let started = tokio::time::Instant::now();
+        let queue = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .saturating_sub(SEND_RESERVE);
         let passage = self
             .gates
-            .pass(&route.name, route.upstream, timeout, &self.metrics.limits)
+            .pass(&route.name, route.upstream, queue, &self.metrics.limits)
             .await
             .map_err(AttemptError::Refused)?;
         let Some(upstream) = self.upstreams.get(route.upstream) else {
             return Err(AttemptError::NotSent("no such upstream".into()));
         };
-        let left = timeout.saturating_sub(started.elapsed());
+        let left = timeout.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         let outcome = attempt(upstream, route.profile, request, left).await;
-        passage.report(&outcome);
+        passage.report(&outcome, route.profile);
         outcome
     }
 }

@@ -255,7 +255,7 @@ impl ProxyState {
                 // Each attempt is built afresh from the buffered parts: same method, target,
                 // headers (idempotency key included) and body bytes every time.
                 let attempt = Self::rebuild(&parts, &uri, Full::new(body.clone()));
-                self.gated_attempt(route, attempt, timeout)
+                self.gated_attempt(route, attempt, timeout, deadline)
             },
         )
         .await;

@@ -71,7 +71,7 @@ impl ProxyState {
                     let Some(attempt) = attempt else {
                         return Err(AttemptError::NotSent("the upload was already sent".into()));
                     };
-                    self.gated_attempt(route, attempt, timeout).await
+                    self.gated_attempt(route, attempt, timeout, deadline).await
                 }
             },
         )

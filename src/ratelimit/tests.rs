@@ -8,7 +8,7 @@ fn spec(rate: f64, burst: u32, max_wait: Duration) -> LimitSpec {
     LimitSpec {
         rate,
         burst,
-        max_wait,
+        max_wait: Some(max_wait),
         adaptive: true,
         min_rate: 1.0,
         shared: None,
@@ -112,20 +112,43 @@ async fn a_burst_goes_out_at_once_after_a_quiet_period() {
     );
 }
 
+/// Lowers the limiter's adaptive rate to `share` of what it is, as two windows of evidence
+/// would (the rule itself is tested in `adaptive_tests.rs`).
+fn lower(limiter: &Limiter, share: f64) {
+    let mut state = limiter.state.lock().unwrap();
+    state.adaptive.lower_for_test(share);
+}
+
 #[tokio::test(start_paused = true)]
-async fn provider_429s_slow_the_limiter_and_quiet_brings_it_back() {
+async fn a_lowered_rate_spaces_sends_and_quiet_brings_it_back() {
     let limiter = Limiter::new(spec(10.0, 1, Duration::from_secs(10)));
-    limiter.throttled();
+    lower(&limiter, 0.5);
     assert_eq!(limiter.effective_rate(), 5.0);
     limiter.acquire(Duration::from_secs(10)).await.unwrap();
     let waited = limiter.acquire(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(
-        waited,
-        Duration::from_millis(200),
-        "spacing follows the lowered rate"
+    assert!(
+        (waited.as_secs_f64() - 0.2).abs() < 0.001,
+        "spacing follows the lowered rate: {waited:?}"
     );
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(limiter.effective_rate(), 10.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_profiles_rate_limit_answer_is_evidence() {
+    // Many 429s reported through `throttled` lower the rate; none do when they are not
+    // reported (the gate reports only the profile's rate-limit answer, never lock_timeout).
+    let limiter = Limiter::new(spec(10.0, 1, Duration::from_secs(60)));
+    for _ in 0..60 {
+        limiter.acquire(Duration::from_secs(60)).await.unwrap();
+        limiter.throttled();
+    }
+    assert!(limiter.effective_rate() < 10.0);
+    let untouched = Limiter::new(spec(10.0, 1, Duration::from_secs(60)));
+    for _ in 0..60 {
+        untouched.acquire(Duration::from_secs(60)).await.unwrap();
+    }
+    assert_eq!(untouched.effective_rate(), 10.0);
 }
 
 /// Found by the `properties_limiter` property test: a 429 halved the rate, which doubled the
@@ -135,7 +158,7 @@ async fn a_lowered_rate_never_widens_the_burst() {
     let limiter = Limiter::new(spec(5.9, 2, Duration::from_millis(110)));
     assert_eq!(limiter.acquire(Duration::ZERO).await, Ok(Duration::ZERO));
     assert_eq!(limiter.acquire(Duration::ZERO).await, Ok(Duration::ZERO));
-    limiter.throttled();
+    lower(&limiter, 0.5);
     let refused = limiter.acquire(Duration::ZERO).await.unwrap_err();
     // Two sends owed at 2.95/s, one of them covered by the burst: one interval to wait.
     let interval = 1.0 / 2.95;
@@ -145,4 +168,44 @@ async fn a_lowered_rate_never_widens_the_burst() {
     );
     // The rescaled backlog outlives the refusal: the next attempt is refused alike.
     assert_eq!(limiter.acquire(Duration::ZERO).await.unwrap_err(), refused);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_max_wait_only_the_deadline_bounds_the_queue() {
+    let mut open = spec(10.0, 1, Duration::ZERO);
+    open.max_wait = None;
+    let limiter = Arc::new(Limiter::new(open));
+    // 30 arrive at once: each waits its turn, up to 2.9 s, none refused within a 5 s deadline.
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { limiter.acquire(Duration::from_secs(5)).await })
+        })
+        .collect();
+    let mut waits = Vec::new();
+    for task in tasks {
+        waits.push(task.await.unwrap().expect("queued, not refused"));
+    }
+    assert_eq!(waits.iter().max(), Some(&Duration::from_millis(2900)));
+    // One whose turn would come after its deadline is refused, with when it could go.
+    let refused = limiter.acquire(Duration::from_millis(50)).await.unwrap_err();
+    assert!(refused.retry_after > Duration::from_millis(50));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_that_leaves_gives_its_turn_to_the_next_arrival() {
+    let limiter = Arc::new(Limiter::new(spec(10.0, 1, Duration::from_secs(60))));
+    limiter.acquire(Duration::from_secs(60)).await.unwrap();
+    // Ten waiters queue (turns at 100 ms .. 1 s) and their apps hang up after 50 ms.
+    for _ in 0..10 {
+        let limiter = limiter.clone();
+        let waiter = tokio::spawn(async move { limiter.acquire(Duration::from_secs(60)).await });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        waiter.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The next arrival takes the first turn they left (100 ms after the first send), not the
+    // one after all ten.
+    let waited = limiter.acquire(Duration::from_secs(60)).await.unwrap();
+    assert!(waited <= Duration::from_millis(60), "waited {waited:?}");
 }
