@@ -16,6 +16,10 @@ use crate::retry::{AttemptError, Refusal};
 
 /// Header on every response payguard made itself, holding [`ProxyError::code`].
 pub const PAYGUARD_ERROR: &str = "payguard-error";
+/// `unknown` on the answer to a keyed request that may have executed without the provider's
+/// final word: retry it with the same key. Only requests answered so are ever re-sent by the
+/// resolver.
+pub const PAYGUARD_OUTCOME: &str = "payguard-outcome";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -35,6 +39,10 @@ pub enum ProxyError {
     UpstreamIo(String),
     #[error("the upstream did not answer within {0:?}")]
     UpstreamTimeout(std::time::Duration),
+    #[error(
+        "payguard cannot tell whether the provider executed this request ({detail}); send it again with the same idempotency key to learn the outcome"
+    )]
+    OutcomeUnknown { detail: String, timed_out: bool },
     #[error("payguard failed internally while handling this request")]
     Internal,
     #[error("another request with this idempotency key is still in progress; retry later")]
@@ -61,6 +69,9 @@ impl From<AttemptError> for ProxyError {
             AttemptError::TimedOut(after) => ProxyError::UpstreamTimeout(after),
             AttemptError::Refused(Refusal::RateLimited(after)) => ProxyError::RateLimited(after),
             AttemptError::Refused(Refusal::CircuitOpen(after)) => ProxyError::CircuitOpen(after),
+            AttemptError::Unknown { detail, timed_out } => {
+                ProxyError::OutcomeUnknown { detail, timed_out }
+            }
         }
     }
 }
@@ -83,6 +94,10 @@ impl ProxyError {
             ProxyError::Connect => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::UpstreamConnect(_) | ProxyError::UpstreamIo(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::OutcomeUnknown {
+                timed_out: true, ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::OutcomeUnknown { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::KeyInUse => StatusCode::CONFLICT,
             ProxyError::KeyMismatch => StatusCode::BAD_REQUEST,
@@ -105,6 +120,7 @@ impl ProxyError {
             ProxyError::UpstreamConnect(_) => "payguard_upstream_unreachable",
             ProxyError::UpstreamIo(_) => "payguard_upstream_failed",
             ProxyError::UpstreamTimeout(_) => "payguard_upstream_timeout",
+            ProxyError::OutcomeUnknown { .. } => "payguard_outcome_unknown",
             ProxyError::Internal => "payguard_internal",
             // The provider's own code, so SDKs and retry logic treat it as they would Stripe's.
             ProxyError::KeyInUse => "idempotency_key_in_use",
@@ -132,7 +148,7 @@ impl ProxyError {
     }
 
     /// Whether the app should send the request again (with the same key): true for a refusal
-    /// that sent nothing and may pass later. It becomes the profile's retry header (Stripe's
+    /// that sent nothing and may pass later, and for an outcome only the provider knows. It becomes the profile's retry header (Stripe's
     /// `Stripe-Should-Retry`), which every official SDK obeys over the status: without it, some
     /// never retry a 429 `rate_limit`, and the app would fail an order payguard only delayed.
     fn should_retry(&self) -> bool {
@@ -142,6 +158,7 @@ impl ProxyError {
                 | ProxyError::CircuitOpen(_)
                 | ProxyError::StoreUnavailable(_)
                 | ProxyError::KeyInUse
+                | ProxyError::OutcomeUnknown { .. }
         )
     }
 
@@ -203,8 +220,15 @@ impl ProxyError {
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
-        if let Some(name) = profile.should_retry_header.as_ref().filter(|_| self.should_retry()) {
+        if let Some(name) = profile
+            .should_retry_header
+            .as_ref()
+            .filter(|_| self.should_retry())
+        {
             headers.insert(name, HeaderValue::from_static("true"));
+        }
+        if matches!(self, ProxyError::OutcomeUnknown { .. }) {
+            headers.insert(PAYGUARD_OUTCOME, HeaderValue::from_static("unknown"));
         }
         if matches!(self, ProxyError::Connect) {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));

@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use crate::breaker::{Breaker, BreakerSpec, Outcome, Ticket};
 use crate::config::Config;
 use crate::metrics::LimitMetrics;
-use crate::ratelimit::{LimitSpec, Limiter};
 use crate::profile::Profile;
+use crate::ratelimit::{LimitSpec, Limiter};
 use crate::retry::{AttemptError, ProviderErrorCode, Refusal};
 use crate::shared::RedisPool;
 

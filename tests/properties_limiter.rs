@@ -1,6 +1,7 @@
 //! The rate limiter's promise, over arbitrary arrival sequences under paused time: in any
 //! window of `T` seconds it grants at most `burst + rate * T` sends, whatever the arrivals, the
-//! waits they accept, and the provider's 429s (which only ever lower the adaptive rate).
+//! waits they accept, the waiters that leave before their turn, and the provider's 429s (which
+//! only ever lower the adaptive rate).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +18,8 @@ struct Arrival {
     deadline_left: Duration,
     /// Whether the provider answered this send with a 429.
     throttled: bool,
+    /// The app hangs up after this long, giving its turn back if it has not come yet.
+    leaves_after: Option<Duration>,
 }
 
 fn arrival() -> impl Strategy<Value = Arrival> {
@@ -24,29 +27,36 @@ fn arrival() -> impl Strategy<Value = Arrival> {
         prop_oneof![Just(0u64), 0u64..=50, 0u64..=3_000],
         0u64..=5_000,
         proptest::bool::weighted(0.1),
+        proptest::option::weighted(0.2, 0u64..=2_000),
     )
-        .prop_map(|(gap, left, throttled)| Arrival {
+        .prop_map(|(gap, left, throttled, leaves)| Arrival {
             gap: Duration::from_millis(gap),
             deadline_left: Duration::from_millis(left),
             throttled,
+            leaves_after: leaves.map(Duration::from_millis),
         })
 }
 
 fn spec() -> impl Strategy<Value = LimitSpec> {
-    (1u32..=1_000, 1u32..=20, 0u64..=3_000, any::<bool>()).prop_map(
-        |(centi_rate, burst, wait, adaptive)| {
+    (
+        1u32..=1_000,
+        1u32..=20,
+        proptest::option::of(0u64..=3_000),
+        any::<bool>(),
+    )
+        .prop_map(|(centi_rate, burst, wait, adaptive)| {
             let rate = f64::from(centi_rate) / 10.0;
             LimitSpec {
                 rate,
                 burst,
-                max_wait: Duration::from_millis(wait),
+                // None: only the deadline bounds the wait, the shipped default.
+                max_wait: wait.map(Duration::from_millis),
                 adaptive,
                 min_rate: rate / 4.0,
                 // The local limiter: the shared one's window is Redis's, tested in redis_rate.rs.
                 shared: None,
             }
-        },
-    )
+        })
 }
 
 /// A runtime on tokio's paused clock: time moves only when every task waits.
@@ -70,7 +80,13 @@ fn run(spec: LimitSpec, arrivals: Vec<Arrival>) -> Vec<Duration> {
             let (limiter, grants) = (limiter.clone(), grants.clone());
             tasks.push(tokio::spawn(async move {
                 let asked = Instant::now();
-                if let Ok(waited) = limiter.acquire(arrival.deadline_left).await {
+                let acquire = limiter.acquire(arrival.deadline_left);
+                let granted = match arrival.leaves_after {
+                    // A waiter that leaves gives its turn back, for a later arrival to take.
+                    Some(after) => tokio::time::timeout(after, acquire).await.ok(),
+                    None => Some(acquire.await),
+                };
+                if let Some(Ok(waited)) = granted {
                     // The reserved send time itself; the timer may wake a little later.
                     grants.lock().unwrap().push(asked + waited - origin);
                     if arrival.throttled {
@@ -123,7 +139,10 @@ proptest! {
             for arrival in arrivals {
                 tokio::time::advance(arrival.gap).await;
                 if let Ok(waited) = limiter.acquire(arrival.deadline_left).await {
-                    assert!(waited <= spec.max_wait.min(arrival.deadline_left));
+                    let may = spec
+                        .max_wait
+                        .map_or(arrival.deadline_left, |w| w.min(arrival.deadline_left));
+                    assert!(waited <= may);
                 }
             }
         });

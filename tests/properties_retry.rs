@@ -109,7 +109,7 @@ proptest! {
             let recorder = Recorder::default();
             let starts = Mutex::new(Vec::new());
             let mut script = answers.iter().cycle();
-            let finished = send_with_retries(&policy, deadline, RequestFacts { replay_safe: true, profile: &STRIPE }, &budget, &Jitter::seeded(seed), &recorder, |timeout| {
+            let finished = send_with_retries(&policy, deadline, RequestFacts { replay_safe: true, keyed: true, profile: &STRIPE }, &budget, &Jitter::seeded(seed), &recorder, |timeout| {
                 let now = Instant::now();
                 starts.lock().unwrap().push((now, timeout));
                 let answer = script.next().cloned().unwrap();

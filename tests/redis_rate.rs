@@ -144,7 +144,7 @@ async fn without_redis_a_shared_limiter_keeps_to_its_fallback_share() {
         LimitSpec {
             rate: 1000.0,
             burst: 1,
-            max_wait: Duration::from_secs(5),
+            max_wait: Some(Duration::from_secs(5)),
             adaptive: false,
             min_rate: 1.0,
             shared: Some(SharedSpec {

@@ -12,7 +12,7 @@ use payguard::config::{RedisSpec, RedisUrl};
 use payguard::idempotency::conformance;
 use payguard::idempotency::memory::MemoryStore;
 use payguard::idempotency::redis::RedisStore;
-use payguard::idempotency::store::{ClaimRequest, Store, StoredResponse};
+use payguard::idempotency::store::{BindRequest, ClaimRequest, Store, StoredResponse};
 use payguard::shared::RedisPool;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -98,8 +98,17 @@ async fn scripts_decide_as_the_shared_rules_do() {
             }
             4 => {
                 let candidate = format!("k{step}");
-                let a = memory.bind(key, &candidate, until, now).await;
-                let b = redis.bind(key, &candidate, until, now).await;
+                // Every other bind replaces a recent candidate, which may or may not be bound.
+                let replaced = format!("k{}", step.saturating_sub(4));
+                let req = BindRequest {
+                    key,
+                    candidate: &candidate,
+                    expires_at: until,
+                    now,
+                    replace: (step % 2 == 0).then_some(replaced.as_str()),
+                };
+                let a = memory.bind(req).await;
+                let b = redis.bind(req).await;
                 ("bind", format!("{a:?}"), format!("{b:?}"))
             }
             _ => {
@@ -140,7 +149,14 @@ async fn every_key_carries_a_ttl() {
         .complete(&key, 1, response(1), now + 3_600_000)
         .await
         .unwrap();
-    store.bind(&[4; 32], "k", now + 10_000, now).await.unwrap();
+    let bind = BindRequest {
+        key: &[4; 32],
+        candidate: "k",
+        expires_at: now + 10_000,
+        now,
+        replace: None,
+    };
+    store.bind(bind).await.unwrap();
     let keys: Vec<String> = pool
         .run(|mut c| async move { redis::cmd("KEYS").arg("ttl:*").query_async(&mut c).await })
         .await

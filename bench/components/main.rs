@@ -93,7 +93,7 @@ async fn main() {
     let unlimited = Limiter::new(LimitSpec {
         rate: 1e9,
         burst: 1_000_000,
-        max_wait: Duration::from_secs(1),
+        max_wait: Some(Duration::from_secs(1)),
         adaptive: true,
         min_rate: 1.0,
         shared: None,
@@ -150,7 +150,7 @@ async fn accuracy() {
     let limiter = Arc::new(Limiter::new(LimitSpec {
         rate: 10.0,
         burst: 1,
-        max_wait: Duration::from_secs(60),
+        max_wait: Some(Duration::from_secs(60)),
         adaptive: false,
         min_rate: 1.0,
         shared: None,

@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
             // Never waits: this measures the reservation's cost, not the rate.
             rate: 1e9,
             burst: 1_000_000,
-            max_wait: Duration::from_secs(1),
+            max_wait: Some(Duration::from_secs(1)),
             adaptive: false,
             min_rate: 1.0,
             shared: Some(SharedSpec { fallback_rate: 1.0 }),

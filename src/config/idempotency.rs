@@ -32,6 +32,8 @@ pub(crate) struct RawIdempotency {
     pub inject_keys: Option<bool>,
     #[serde(default, with = "duration::option")]
     pub dedup_window: Option<Duration>,
+    pub dedup_across_keys: Option<bool>,
+    pub dedup_when_param: Option<String>,
     pub on_store_error: Option<String>,
 }
 
@@ -40,6 +42,8 @@ impl RawIdempotency {
         RawRoutePolicy {
             inject_keys: self.inject_keys,
             dedup_window: self.dedup_window,
+            dedup_across_keys: self.dedup_across_keys,
+            dedup_when_param: self.dedup_when_param.clone(),
             on_store_error: self.on_store_error.clone(),
         }
     }
@@ -57,6 +61,8 @@ impl Default for RawIdempotency {
             prune_interval: default_prune_interval(),
             inject_keys: None,
             dedup_window: None,
+            dedup_across_keys: None,
+            dedup_when_param: None,
             on_store_error: None,
         }
     }
@@ -69,6 +75,8 @@ pub(crate) struct RawRoutePolicy {
     pub inject_keys: Option<bool>,
     #[serde(default, with = "duration::option")]
     pub dedup_window: Option<Duration>,
+    pub dedup_across_keys: Option<bool>,
+    pub dedup_when_param: Option<String>,
     pub on_store_error: Option<String>,
 }
 
@@ -196,6 +204,8 @@ pub fn builtin_route_policy() -> RoutePolicy {
     RoutePolicy {
         inject: true,
         dedup_window: None,
+        dedup_across_keys: false,
+        dedup_when_param: None,
         on_store_error: FailMode::Open,
     }
 }
@@ -228,9 +238,36 @@ pub(super) fn route_policy(
             "must be from 1ms to 24h".into(),
         );
     }
-    RoutePolicy {
+    let policy = RoutePolicy {
         inject: raw.inject_keys.unwrap_or(base.inject),
         dedup_window: raw.dedup_window.or(base.dedup_window),
+        dedup_across_keys: raw.dedup_across_keys.unwrap_or(base.dedup_across_keys),
+        dedup_when_param: raw
+            .dedup_when_param
+            .clone()
+            .or_else(|| base.dedup_when_param.clone()),
         on_store_error,
+    };
+    if policy.dedup_window.is_none() {
+        for (key, set) in [
+            ("dedup_across_keys", raw.dedup_across_keys == Some(true)),
+            ("dedup_when_param", raw.dedup_when_param.is_some()),
+        ] {
+            if set {
+                issue(format!("{at}.{key}"), "needs a dedup_window".into());
+            }
+        }
     }
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    if raw
+        .dedup_when_param
+        .as_ref()
+        .is_some_and(|p| p.is_empty() || !p.chars().all(plain))
+    {
+        issue(
+            format!("{at}.dedup_when_param"),
+            "must be a form parameter name of letters, digits and _ (e.g. \"metadata\")".into(),
+        );
+    }
+    policy
 }

@@ -91,8 +91,11 @@ fn yes() -> bool {
 fn default_backend() -> String {
     "local".into()
 }
+/// At a 30% transient fault mix a quarter of calls fail (429s do not count): with 20 calls in
+/// the window, half failing happens about 1% of the time, three quarters about once in a
+/// million. An outage fails them all.
 fn default_failure_rate() -> f64 {
-    0.5
+    0.75
 }
 fn default_min_calls() -> u32 {
     20
@@ -100,11 +103,11 @@ fn default_min_calls() -> u32 {
 fn default_window() -> Duration {
     Duration::from_secs(10)
 }
-/// Ten in a row: at a 30% transient failure rate (the seed article's), runs of five are
-/// common enough to trip a breaker several times an hour; runs of ten are not, while a
-/// provider that is really down produces ten within a second of traffic.
+/// Twelve in a row: at a 30% transient fault mix (a quarter of calls failing), a run of twelve
+/// comes once in about 17 million calls, while a provider that is really down produces
+/// twelve within a couple of seconds of traffic.
 fn default_consecutive() -> u32 {
-    10
+    12
 }
 fn default_break() -> Duration {
     Duration::from_secs(5)

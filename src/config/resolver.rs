@@ -87,7 +87,9 @@ impl std::fmt::Debug for EncryptionKey {
 /// The validated `[resolver]` table plus every route's override.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolverSpec {
-    /// Whether routes re-send by default; with it off payguard only records and reports.
+    /// Whether routes may re-send; with it off payguard only records and reports. A route
+    /// re-sends by default only the requests its duplicate window covers across keys
+    /// ([`crate::resolver::intake`]).
     pub enabled: bool,
     /// How often the resolver looks for due entries.
     pub interval: Duration,
@@ -102,14 +104,19 @@ pub struct ResolverSpec {
     pub max_entries: usize,
     pub encryption_key: Option<EncryptionKey>,
     pub webhook: Option<WebhookSpec>,
-    /// Routes whose `[route.resolver] enabled` differs from `enabled`.
+    /// Routes whose `[route.resolver] enabled` is set.
     pub overrides: BTreeMap<String, bool>,
 }
 
 impl ResolverSpec {
-    /// Whether payguard re-sends the unresolved requests of `route`.
-    pub fn resends(&self, route: &str) -> bool {
-        self.overrides.get(route).copied().unwrap_or(self.enabled)
+    /// `[route.resolver] enabled` for `route`, when its config says.
+    pub fn route_override(&self, route: &str) -> Option<bool> {
+        self.overrides.get(route).copied()
+    }
+
+    /// Whether re-sending is switched off for `route` (its entries are then only reported).
+    pub fn stopped_for(&self, route: &str) -> bool {
+        !self.route_override(route).unwrap_or(self.enabled)
     }
 }
 
@@ -205,7 +212,9 @@ mod tests {
                     [route.resolver]\nenabled = false\n";
         let config = crate::config::Config::parse(text, "test", None).unwrap();
         let spec = &config.resolver;
-        assert!(!spec.resends("refunds") && spec.resends("default"));
+        assert!(spec.stopped_for("refunds") && !spec.stopped_for("default"));
+        assert_eq!(spec.route_override("refunds"), Some(false));
+        assert_eq!(spec.route_override("default"), None);
         assert_eq!(spec.key_window, Some(Duration::from_secs(7200)));
         assert_eq!(spec.base_delay, Duration::from_secs(30));
         let bad = text.replace("enabled = false", "enabled = false\nresend = 1");

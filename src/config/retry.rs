@@ -50,8 +50,10 @@ impl Default for RawBudget {
     }
 }
 
+/// A 30% transient fault mix needs 0.43 retries per request (1 / 0.7 - 1): half leaves room
+/// for it, and the breaker, not the budget, is what stops an outage's retries.
 fn default_ratio() -> f32 {
-    0.2
+    0.5
 }
 fn default_min_per_second() -> u32 {
     5
@@ -72,7 +74,9 @@ pub struct BudgetSpec {
 /// The built-in policy, used for what `[retry]` leaves out.
 pub fn builtin_policy() -> RetryPolicy {
     RetryPolicy {
-        max_attempts: 4,
+        // At 30% independent transient failures, n attempts leave 0.3^n of requests failed:
+        // 4 leave 0.8%, 7 leave 0.02%. The budget and the breaker bound the load they add.
+        max_attempts: 7,
         backoff: Backoff {
             base: Duration::from_millis(200),
             max: Duration::from_secs(5),

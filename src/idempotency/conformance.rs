@@ -3,7 +3,8 @@
 
 use std::future::Future;
 
-use super::store::{Claim, ClaimRequest, Store, StoreError, StoredResponse};
+use super::fingerprint::Digest;
+use super::store::{BindRequest, Claim, ClaimRequest, Store, StoreError, StoredResponse};
 
 const K: [u8; 32] = [1; 32];
 const FP: [u8; 32] = [9; 32];
@@ -103,16 +104,51 @@ async fn release_frees_the_key_for_its_owner_only(store: &impl Store) {
     assert_eq!(store.claim(claim(2, 100, 2)).await.unwrap(), Claim::Claimed);
 }
 
+/// A binding request without a key to replace.
+fn bind<'a>(key: &'a Digest, candidate: &'a str, expires_at: u64, now: u64) -> BindRequest<'a> {
+    BindRequest {
+        key,
+        candidate,
+        expires_at,
+        now,
+        replace: None,
+    }
+}
+
 async fn bindings_keep_the_first_key_until_they_expire(store: &impl Store) {
     let b = [5u8; 32];
-    assert_eq!(store.bind(&b, "first", 100, 0).await.unwrap(), "first");
-    assert_eq!(store.bind(&b, "second", 100, 50).await.unwrap(), "first");
-    assert_eq!(store.bind(&b, "third", 300, 100).await.unwrap(), "third");
+    assert_eq!(
+        store.bind(bind(&b, "first", 100, 0)).await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.bind(bind(&b, "second", 100, 50)).await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.bind(bind(&b, "third", 300, 100)).await.unwrap(),
+        "third"
+    );
+    // A binding is replaced only when it names the key to replace.
+    let other = BindRequest {
+        replace: Some("first"),
+        ..bind(&b, "fourth", 400, 150)
+    };
+    assert_eq!(store.bind(other).await.unwrap(), "third");
+    let named = BindRequest {
+        replace: Some("third"),
+        ..bind(&b, "fourth", 400, 150)
+    };
+    assert_eq!(store.bind(named).await.unwrap(), "fourth");
+    assert_eq!(
+        store.bind(bind(&b, "fifth", 400, 160)).await.unwrap(),
+        "fourth"
+    );
 }
 
 async fn expired_records_are_pruned(store: &impl Store) {
     store.claim(claim(1, 100, 0)).await.unwrap();
-    store.bind(&[2; 32], "k", 500, 0).await.unwrap();
+    store.bind(bind(&[2; 32], "k", 500, 0)).await.unwrap();
     assert_eq!(store.count().await.unwrap(), 2);
     assert_eq!(store.prune(50).await.unwrap(), 0);
     assert_eq!(store.prune(200).await.unwrap(), 1, "the lapsed claim goes");
@@ -122,17 +158,23 @@ async fn expired_records_are_pruned(store: &impl Store) {
 }
 
 async fn the_bound_is_enforced(store: &impl Store) {
-    store.bind(&[1; 32], "a", 100, 0).await.unwrap();
-    store.bind(&[2; 32], "b", 1000, 0).await.unwrap();
-    let full = store.bind(&[3; 32], "c", 1000, 10).await;
+    store.bind(bind(&[1; 32], "a", 100, 0)).await.unwrap();
+    store.bind(bind(&[2; 32], "b", 1000, 0)).await.unwrap();
+    let full = store.bind(bind(&[3; 32], "c", 1000, 10)).await;
     assert!(matches!(full, Err(StoreError::Full(_))), "{full:?}");
     // An existing key can still be updated at the bound.
-    assert_eq!(store.bind(&[2; 32], "b2", 1000, 10).await.unwrap(), "b");
+    assert_eq!(
+        store.bind(bind(&[2; 32], "b2", 1000, 10)).await.unwrap(),
+        "b"
+    );
     // Expired records are not cleared on the request path; once pruned there is room again.
     assert!(matches!(
-        store.bind(&[3; 32], "c", 1000, 200).await,
+        store.bind(bind(&[3; 32], "c", 1000, 200)).await,
         Err(StoreError::Full(_))
     ));
     assert_eq!(store.prune(200).await.unwrap(), 1);
-    assert_eq!(store.bind(&[3; 32], "c", 1000, 200).await.unwrap(), "c");
+    assert_eq!(
+        store.bind(bind(&[3; 32], "c", 1000, 200)).await.unwrap(),
+        "c"
+    );
 }

@@ -23,7 +23,9 @@ use redb::{
 };
 
 use super::fingerprint::Digest;
-use super::store::{Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse};
+use super::store::{
+    BindRequest, Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse,
+};
 use super::store::{decide_bind, decide_claim, decide_complete, owns};
 
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
@@ -189,17 +191,20 @@ impl Store for EmbeddedStore {
         }))
     }
 
-    fn bind<'a>(
-        &'a self,
-        key: &'a Digest,
-        candidate: &'a str,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, String> {
-        let (key, candidate, max) = (*key, candidate.to_owned(), self.max_records);
+    fn bind<'a>(&'a self, req: BindRequest<'a>) -> StoreFuture<'a, String> {
+        let (key, max) = (*req.key, self.max_records);
+        let (candidate, replace) = (req.candidate.to_owned(), req.replace.map(str::to_owned));
+        let (expires_at, now) = (req.expires_at, req.now);
         Box::pin(self.blocking(move |db| {
             Self::update(db, &key, max, Durability::Immediate, |existing| {
-                decide_bind(existing, &candidate, expires_at, now)
+                let req = BindRequest {
+                    key: &key,
+                    candidate: &candidate,
+                    expires_at,
+                    now,
+                    replace: replace.as_deref(),
+                };
+                decide_bind(existing, &req)
             })
         }))
     }

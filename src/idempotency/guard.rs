@@ -57,17 +57,21 @@ impl Guard {
         .await;
         let bytes = match read {
             Ok(Ok(collected)) => collected.to_bytes(),
+            // The provider answered, but the app cannot be given the answer: for all it
+            // knows the request may or may not have executed.
             Ok(Err(e)) => {
                 self.release(m).await;
-                return Err(ProxyError::UpstreamIo(format!(
-                    "reading the response body: {e}"
-                )));
+                return Err(ProxyError::OutcomeUnknown {
+                    detail: format!("the response body was cut off: {e}"),
+                    timed_out: false,
+                });
             }
             Err(_) => {
                 self.release(m).await;
-                return Err(ProxyError::UpstreamIo(
-                    "the response body did not arrive before the deadline".into(),
-                ));
+                return Err(ProxyError::OutcomeUnknown {
+                    detail: "the response body did not arrive before the deadline".into(),
+                    timed_out: true,
+                });
             }
         };
         let stored = StoredResponse {

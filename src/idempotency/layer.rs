@@ -12,8 +12,10 @@ use tokio::sync::Notify;
 
 use super::fingerprint::{self, Digest};
 use super::guard::{Guard, replay};
+use super::identity::RequestIdentity;
+use super::keys::KeyChoice;
 use super::store::{Claim, ClaimRequest, Store, StoreError};
-use super::{Clock, FailMode, RoutePolicy, Settings, after, new_key};
+use super::{Clock, FailMode, RoutePolicy, Settings, after};
 use crate::config::RouteSpec;
 use crate::error::ProxyError;
 use crate::metrics::IdempotencyMetrics;
@@ -113,90 +115,62 @@ impl Idempotency {
     }
 
     /// Decides a request's fate before any attempt. May add a key (in the header of the
-    /// route's provider profile) to `headers`.
+    /// route's provider profile) to `headers`, or replace the app's with the key of an
+    /// identical earlier request ([`super::keys`]).
     ///
-    /// `print` is the request's fingerprint ([`fingerprint::fingerprint`] of its method, target
-    /// and body), computed once by the caller for the methods the route's profile keys, and
-    /// `None` for the others: those are forwarded untouched.
+    /// `identity` is the request's [`RequestIdentity`], computed once by the caller for the
+    /// methods the route's profile keys, and `None` for the others: those are forwarded
+    /// untouched.
     pub async fn admit(
         &self,
         spec: &RouteSpec,
         m: &IdempotencyMetrics,
         headers: &mut HeaderMap,
-        print: Option<Digest>,
+        identity: Option<&RequestIdentity>,
         deadline: tokio::time::Instant,
     ) -> Admission {
-        let forward = |injected| Admission::Forward {
-            guard: None,
-            injected,
-        };
-        let (policy, route, profile) = (&spec.idempotency, spec.name.as_str(), spec.profile);
-        let key_header = &profile.key_header;
         // Keys are for the methods the provider keys (POST; GET and DELETE are idempotent by
-        // definition: no `print`), and a request without credentials will be refused by the
+        // definition: no identity), and a request without credentials will be refused by the
         // provider: nothing to deduplicate.
-        let scope = fingerprint::scope(headers, profile.scope_headers);
-        let (Some(scope), Some(print)) = (scope, print) else {
-            return forward(None);
+        let Some((scope, print)) = identity.and_then(|i| Some((i.scope?, i.fingerprint))) else {
+            return Admission::Forward {
+                guard: None,
+                injected: None,
+            };
         };
-        let now = self.now_ms();
-
-        let (key, injected) = match headers.get(key_header) {
-            // Longer than the provider accepts: left for it to refuse.
-            Some(key) if key.len() > profile.max_key_len || key.is_empty() => {
-                return forward(None);
+        let windowed = identity.is_some_and(|i| i.windowed);
+        match self
+            .choose_key(spec, m, headers, &scope, &print, windowed)
+            .await
+        {
+            Ok(choice) => {
+                self.claim(spec, m, headers, scope, print, choice, deadline)
+                    .await
             }
-            Some(key) => (key.clone(), None),
-            None if !policy.inject && policy.dedup_window.is_none() => return forward(None),
-            None => {
-                let fresh = new_key();
-                let mut key = fresh.clone();
-                if let Some(window) = policy.dedup_window {
-                    let binding = fingerprint::binding_key(&scope, &print);
-                    let bound = self
-                        .op(
-                            m,
-                            "bind",
-                            self.0.store.bind(&binding, &key, after(now, window), now),
-                        )
-                        .await;
-                    match bound {
-                        Ok(bound) => key = bound,
-                        Err(e) => {
-                            // Failing open still sends the fresh key: the provider dedups
-                            // the request, and payguard may retry it.
-                            let value = HeaderValue::from_str(&key).ok();
-                            if let Some(value) = &value {
-                                headers.insert(key_header, value.clone());
-                            }
-                            m.injected.with_label_values(&[route]).inc();
-                            return self.degrade(policy, e, value);
-                        }
-                    }
-                }
-                // Counted once per key payguard made: a resend bound to an earlier key reuses it.
-                if key == fresh {
-                    m.injected.with_label_values(&[route]).inc();
-                }
-                // Built from hex and a fixed prefix, or from a key we stored ourselves.
-                let Ok(value) = HeaderValue::from_str(&key) else {
-                    return forward(None);
-                };
-                headers.insert(key_header, value.clone());
-                if policy.dedup_window.is_none() {
-                    // A fresh random key cannot collide: nothing to look up.
-                    return forward(Some(value));
-                }
-                (value.clone(), Some(value))
-            }
-        };
+            Err(admission) => admission,
+        }
+    }
 
-        let record = fingerprint::record_key(&scope, key.as_bytes());
+    /// Claims the chosen key, or answers from its record: a replay, a wait for the request
+    /// in flight, a refusal of a mismatch.
+    #[allow(clippy::too_many_arguments)]
+    async fn claim(
+        &self,
+        spec: &RouteSpec,
+        m: &IdempotencyMetrics,
+        headers: &mut HeaderMap,
+        scope: Digest,
+        print: Digest,
+        mut choice: KeyChoice,
+        deadline: tokio::time::Instant,
+    ) -> Admission {
+        let (route, profile) = (spec.name.as_str(), spec.profile);
         let owner = rand::rng().random::<u128>();
         let wait_until =
             (tokio::time::Instant::now() + self.0.settings.coalesce_wait).min(deadline);
         let mut waited = false;
         loop {
+            let record = fingerprint::record_key(&scope, choice.key.as_bytes());
             let now = self.now_ms();
             let claim = ClaimRequest {
                 key: &record,
@@ -218,7 +192,7 @@ impl Idempotency {
                 Ok(claim) => claim,
                 Err(e) => {
                     self.forget(&record);
-                    return self.degrade(policy, e, injected);
+                    return self.degrade(&spec.idempotency, e, choice.shown);
                 }
             };
             let coalesced = |result| {
@@ -229,6 +203,7 @@ impl Idempotency {
             match claim {
                 Claim::Claimed => {
                     coalesced("took_over");
+                    choice.count_join(m, route);
                     let guard = Guard {
                         owner: self.clone(),
                         record,
@@ -239,7 +214,7 @@ impl Idempotency {
                     };
                     return Admission::Forward {
                         guard: Some(guard),
-                        injected,
+                        injected: choice.shown,
                     };
                 }
                 Claim::Completed { fingerprint: f, .. } | Claim::InFlight { fingerprint: f }
@@ -249,21 +224,37 @@ impl Idempotency {
                     self.forget(&record);
                     return Admission::Refuse(ProxyError::KeyMismatch);
                 }
+                // An identical earlier request under another key failed for good (a decline
+                // saved under its key): this one is a new attempt, under its own key.
+                Claim::Completed { response, .. }
+                    if choice.joined() && !(200..300).contains(&response.status) =>
+                {
+                    self.forget(&record);
+                    choice = match self.take_over(spec, m, headers, choice).await {
+                        Ok(choice) => choice,
+                        Err(admission) => return admission,
+                    };
+                }
                 // The provider answers a repeated key with the resource's latest state, not a
                 // copy: ask it, under the same key, so nothing executes twice. A duplicate that
                 // waited for the first request takes that request's answer below instead: it
                 // is the latest state, and asking again would only spend the rate limit.
                 Claim::Completed { .. } if !profile.replays && !waited => {
                     self.forget(&record);
-                    return forward(injected);
+                    choice.count_join(m, route);
+                    return Admission::Forward {
+                        guard: None,
+                        injected: choice.shown,
+                    };
                 }
                 Claim::Completed { response, .. } => {
                     coalesced("replayed");
+                    choice.count_join(m, route);
                     m.replays.with_label_values(&[route]).inc();
                     self.forget(&record);
                     return Admission::Replay {
                         response: replay(response, profile),
-                        injected,
+                        injected: choice.shown,
                     };
                 }
                 Claim::InFlight { .. } if tokio::time::Instant::now() >= wait_until => {
@@ -310,7 +301,7 @@ impl Idempotency {
         let _ = self.op(m, "probe", probe).await;
     }
 
-    fn degrade(
+    pub(super) fn degrade(
         &self,
         policy: &RoutePolicy,
         e: StoreError,

@@ -32,6 +32,8 @@ fn route() -> RouteSpec {
         idempotency: RoutePolicy {
             inject: true,
             dedup_window: None,
+            dedup_across_keys: false,
+            dedup_when_param: None,
             on_store_error: FailMode::Open,
         },
         rate_limit: None,
@@ -51,12 +53,16 @@ async fn admit(idem: &Idempotency, m: &Metrics, key: &str) -> Admission {
     );
     headers.insert("idempotency-key", HeaderValue::from_str(key).unwrap());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let print = fingerprint::fingerprint(&Method::POST, "/v1/x", b"amount=1");
+    let identity = RequestIdentity {
+        scope: fingerprint::scope(&headers, &[]),
+        fingerprint: fingerprint::fingerprint(&Method::POST, "/v1/x", b"amount=1"),
+        windowed: false,
+    };
     idem.admit(
         &route(),
         &m.idempotency,
         &mut headers,
-        Some(print),
+        Some(&identity),
         deadline,
     )
     .await

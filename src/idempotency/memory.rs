@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::fingerprint::Digest;
-use super::store::{Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse};
+use super::store::{
+    BindRequest, Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse,
+};
 use super::store::{decide_bind, decide_claim, decide_complete, owns};
 
 pub struct MemoryStore {
@@ -79,19 +81,13 @@ impl Store for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn bind<'a>(
-        &'a self,
-        key: &'a Digest,
-        candidate: &'a str,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, String> {
+    fn bind<'a>(&'a self, req: BindRequest<'a>) -> StoreFuture<'a, String> {
         let result = (|| {
             let mut map = self.map();
-            let (bound, write) = decide_bind(map.get(key).cloned(), candidate, expires_at, now);
+            let (bound, write) = decide_bind(map.get(req.key).cloned(), &req);
             if let Some(record) = write {
-                self.make_room(&map, key)?;
-                map.insert(*key, record);
+                self.make_room(&map, req.key)?;
+                map.insert(*req.key, record);
             }
             Ok(bound)
         })();

@@ -13,7 +13,8 @@
 //!   `coalesce_wait`), a key reused for another request is refused, all without spending the
 //!   provider's rate limit;
 //! - on routes with a `dedup_window`, it treats a keyless request identical to a recent one as
-//!   a retry of it, by binding the request's content to the key injected for it first.
+//!   a retry of it, by binding the request's identity to the key it was first sent under;
+//!   with `dedup_across_keys`, a request under a new key too ([`keys`]).
 //!
 //! What is stored (Stripe's rules; a profile lists the statuses its provider does not keep):
 //! 2xx responses, and 4xx the provider itself saves under the key (402, 404, 422...). Not stored, so the app may try again: 400 (a validation failure may be corrected
@@ -25,6 +26,8 @@ pub mod conformance;
 pub mod embedded;
 pub mod fingerprint;
 mod guard;
+pub mod identity;
+mod keys;
 mod layer;
 pub mod memory;
 pub mod redis;
@@ -35,6 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::Rng;
 
 pub use guard::Guard;
+pub use identity::RequestIdentity;
 pub use layer::{Admission, Idempotency};
 pub use store::{Store, StoreError, StoredResponse};
 
@@ -52,8 +56,16 @@ pub enum FailMode {
 pub struct RoutePolicy {
     /// Give keyless POSTs a key.
     pub inject: bool,
-    /// Treat a keyless request identical to one within this window as its retry.
+    /// Treat a keyless request identical to one within this window (same tenant, method,
+    /// target and body) as its retry: it takes the first one's key.
     pub dedup_window: Option<Duration>,
+    /// Within the window, a request under another key is that request's retry too (the
+    /// article's `refund_<order>_<timestamp>` keys): it joins or replays the first one.
+    pub dedup_across_keys: bool,
+    /// The window covers only bodies carrying this form parameter (`metadata` matches
+    /// `metadata[order_id]=...`): an order id makes identical bodies one payment, where two
+    /// identical bodies without one may be two purchases.
+    pub dedup_when_param: Option<String>,
     pub on_store_error: FailMode,
 }
 

@@ -20,7 +20,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redis::Script;
 
 use super::fingerprint::Digest;
-use super::store::{Claim, ClaimRequest, Store, StoreError, StoreFuture, StoredResponse};
+use super::store::{
+    BindRequest, Claim, ClaimRequest, Store, StoreError, StoreFuture, StoredResponse,
+};
 use crate::shared::{RedisFailure, RedisPool};
 
 /// How long Redis keeps a record past its own expiry before dropping it by TTL. Covers clock
@@ -179,22 +181,18 @@ impl Store for RedisStore {
         })
     }
 
-    fn bind<'a>(
-        &'a self,
-        key: &'a Digest,
-        candidate: &'a str,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, String> {
+    fn bind<'a>(&'a self, req: BindRequest<'a>) -> StoreFuture<'a, String> {
         Box::pin(async move {
+            // An empty replace names no key: payguard's and the SDKs' keys are never empty.
             let args = vec![
-                candidate.as_bytes().to_vec(),
-                text(expires_at),
-                text(now),
+                req.candidate.as_bytes().to_vec(),
+                text(req.expires_at),
+                text(req.now),
                 text(self.max_records),
-                text(ttl_ms(expires_at)),
+                text(ttl_ms(req.expires_at)),
+                req.replace.unwrap_or("").as_bytes().to_vec(),
             ];
-            let reply: Vec<Vec<u8>> = self.script(&BIND, key, args).await?;
+            let reply: Vec<Vec<u8>> = self.script(&BIND, req.key, args).await?;
             match tagged(&reply) {
                 (b"bound", [bound, ..]) => String::from_utf8(bound.clone())
                     .map_err(|_| StoreError::Backend("a bound key in Redis is not text".into())),

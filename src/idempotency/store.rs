@@ -102,6 +102,20 @@ pub struct ClaimRequest<'a> {
     pub now: u64,
 }
 
+/// A request to bind a request's identity (`key`, a [`super::fingerprint::binding_key`]) to an
+/// idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub struct BindRequest<'a> {
+    pub key: &'a Digest,
+    /// The key to bind when no live binding stands.
+    pub candidate: &'a str,
+    pub expires_at: u64,
+    pub now: u64,
+    /// A live binding to this key is replaced by `candidate` (the request it names ended in a
+    /// failure that a new attempt may not share); a binding to any other key stands.
+    pub replace: Option<&'a str>,
+}
+
 /// The operations every backend provides. Each is atomic for its key.
 pub trait Store: Send + Sync {
     /// Claims `key` unless a live record holds it.
@@ -116,14 +130,9 @@ pub trait Store: Send + Sync {
     ) -> StoreFuture<'a, bool>;
     /// Gives up a claim without a result, so the next request with the key starts afresh.
     fn release<'a>(&'a self, key: &'a Digest, owner: u128) -> StoreFuture<'a, ()>;
-    /// Binds `key` to `candidate` unless a live binding exists; returns the key in force.
-    fn bind<'a>(
-        &'a self,
-        key: &'a Digest,
-        candidate: &'a str,
-        expires_at: u64,
-        now: u64,
-    ) -> StoreFuture<'a, String>;
+    /// Binds `req.key` to `req.candidate` unless a live binding stands (see
+    /// [`BindRequest::replace`]); returns the key in force.
+    fn bind<'a>(&'a self, req: BindRequest<'a>) -> StoreFuture<'a, String>;
     /// Removes records expired at `now`; returns how many.
     fn prune(&self, now: u64) -> StoreFuture<'_, usize>;
     /// Records held, expired or not.
@@ -191,20 +200,20 @@ pub fn decide_complete(
     }
 }
 
-/// The binding rule: a live binding stands; otherwise `candidate` is bound.
-pub fn decide_bind(
-    existing: Option<Record>,
-    candidate: &str,
-    expires_at: u64,
-    now: u64,
-) -> (String, Option<Record>) {
+/// The binding rule: a live binding stands, unless it names `req.replace`; otherwise
+/// `candidate` is bound.
+pub fn decide_bind(existing: Option<Record>, req: &BindRequest<'_>) -> (String, Option<Record>) {
     match existing {
-        Some(Record::Binding { key, expires_at: e }) if e > now => (key, None),
+        Some(Record::Binding { key, expires_at })
+            if expires_at > req.now && req.replace != Some(key.as_str()) =>
+        {
+            (key, None)
+        }
         _ => (
-            candidate.to_owned(),
+            req.candidate.to_owned(),
             Some(Record::Binding {
-                key: candidate.to_owned(),
-                expires_at,
+                key: req.candidate.to_owned(),
+                expires_at: req.expires_at,
             }),
         ),
     }

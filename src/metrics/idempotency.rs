@@ -18,6 +18,7 @@ pub struct IdempotencyMetrics {
     pub replays: IntCounterVec,
     pub coalesced: IntCounterVec,
     pub conflicts: IntCounterVec,
+    pub joined: IntCounterVec,
     store_duration: HistogramVec,
     store_errors: IntCounterVec,
     pub records: IntGauge,
@@ -51,6 +52,12 @@ impl IdempotencyMetrics {
                 "payguard_idempotency_conflicts_total",
                 "Requests refused for their key, by route and kind (in_use, mismatch).",
                 &["route", "kind"],
+            )?,
+            joined: counter(
+                r,
+                "payguard_idempotency_joined_total",
+                "Requests under a new key answered as a retry of an identical earlier request (dedup_across_keys), by route.",
+                &["route"],
             )?,
             store_duration: histogram(
                 r,
@@ -88,6 +95,7 @@ impl IdempotencyMetrics {
     pub(super) fn preregister(&self, route: &str) {
         self.injected.with_label_values(&[route]);
         self.replays.with_label_values(&[route]);
+        self.joined.with_label_values(&[route]);
         for kind in ["in_use", "mismatch"] {
             self.conflicts.with_label_values(&[route, kind]);
         }

@@ -91,6 +91,8 @@ impl Observer for RouteObserver<'_> {
             Err(AttemptError::Lost(_)) => "connection_lost",
             Err(AttemptError::TimedOut(_)) => "timeout",
             Err(AttemptError::Refused(_)) => "refused_locally",
+            // Made by the loop from earlier attempts, never by one: counted as they were.
+            Err(AttemptError::Unknown { .. }) => "outcome_unknown",
         };
         let m = self.metrics;
         m.attempts.with_label_values(&[self.route, class]).inc();

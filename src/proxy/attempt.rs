@@ -16,6 +16,7 @@ use crate::config::RouteSpec;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::profile::Profile;
+use crate::resolver::Ticket;
 use crate::retry::{AttemptError, ProviderErrorCode};
 use crate::upstream::{OutBody, Upstream};
 
@@ -60,14 +61,15 @@ impl ProxyState {
 
     /// One attempt through the gates of `route` and its upstream: breakers admit it and
     /// limiters grant it a send time, queueing as long as the request's `deadline` allows
-    /// (less [`SEND_RESERVE`]); then it is sent, waiting at most `timeout` for the answer and
-    /// never past the deadline.
+    /// (less [`SEND_RESERVE`]); then its journal `ticket` (if any) is written, and it is sent,
+    /// waiting at most `timeout` for the answer and never past the deadline.
     pub(super) async fn gated_attempt<B: OutBody>(
         &self,
         route: &RouteSpec,
         request: Request<B>,
         timeout: Duration,
         deadline: tokio::time::Instant,
+        ticket: Option<&Ticket>,
     ) -> Result<Response<ProxyBody>, AttemptError> {
         let queue = deadline
             .saturating_duration_since(tokio::time::Instant::now())
@@ -80,6 +82,9 @@ impl ProxyState {
         let Some(upstream) = self.upstreams.get(route.upstream) else {
             return Err(AttemptError::NotSent("no such upstream".into()));
         };
+        if let Some(ticket) = ticket {
+            ticket.before_send().await;
+        }
         let left = timeout.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
         let outcome = attempt(upstream, route.profile, request, left).await;
         passage.report(&outcome, route.profile);

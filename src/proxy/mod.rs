@@ -15,9 +15,10 @@
 //!    (and `Payguard-Idempotency-Key` when payguard chose the key), and count and log the
 //!    outcome: one line per request, never headers or bodies.
 //!
-//! Keyed POSTs are journaled around step 5 ([`crate::resolver`]): an entry is written before
-//! the first attempt and settled by the outcome, so a request left without a definitive
-//! answer is re-sent later by the resolver, through this same path ([`resolver::intake::resend`]).
+//! Keyed POSTs are journaled around step 5 ([`crate::resolver`]): an entry is written when
+//! the first attempt is about to leave and settled once the answer has reached the app, so a
+//! request left in doubt is re-sent later by the resolver, through this same path
+//! ([`ProxyState::resend`]), where its route allows.
 //!
 //! Failures travel as [`ProxyError`] and become responses in exactly one place, at the end of
 //! [`ProxyState::handle`].
@@ -37,12 +38,12 @@ use crate::config::{ResolverSpec, RouteSpec};
 use crate::error::ProxyError;
 use crate::gate::Gates;
 use crate::headers;
-use crate::idempotency::{Admission, Idempotency, after, fingerprint};
-use crate::inbound::{declared_length, is_idempotent, read_body, refuse_foreign_target};
+use crate::idempotency::Idempotency;
+use crate::inbound::{declared_length, read_body, refuse_foreign_target};
 use crate::metrics::{Metrics, Origin};
+use crate::resolver::Journal;
 use crate::resolver::webhook::Webhook;
-use crate::resolver::{self, Journal, Verdict};
-use crate::retry::{self, Jitter, RequestFacts};
+use crate::retry::Jitter;
 use crate::route::RouteTable;
 use crate::shared::RedisPool;
 use crate::upstream::Upstream;
@@ -63,6 +64,8 @@ pub fn full(bytes: Bytes) -> ProxyBody {
 }
 
 mod attempt;
+mod dispatch;
+mod settle;
 mod state;
 mod stream;
 
@@ -177,114 +180,6 @@ impl ProxyState {
                 Err(_) => return Forwarded::refused(ProxyError::BodyTimeout(route.retry.deadline)),
             };
         headers::for_upstream(&mut parts.headers);
-        self.dispatch(parts, body, route, deadline, false).await.0
-    }
-
-    /// Steps 4 to 6 for a buffered request, all within `deadline`. `resend` is true for the
-    /// resolver's re-sends: they are not journaled again, and they get the journal's verdict
-    /// on the outcome back (the app's requests, `None`: nobody would read it).
-    pub(crate) async fn dispatch(
-        &self,
-        mut parts: http::request::Parts,
-        body: Bytes,
-        route: &RouteSpec,
-        deadline: tokio::time::Instant,
-        resend: bool,
-    ) -> (Forwarded, Option<Verdict>) {
-        let (uri, budget) = match self.target(&parts, route) {
-            Ok(target) => target,
-            Err(e) => {
-                return (
-                    Forwarded::refused(e),
-                    resend.then_some(Verdict::NothingSent),
-                );
-            }
-        };
-
-        // What a keyed request asks for (method, target, body), hashed once: the idempotency
-        // layer and the journal both key on it.
-        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let print = route
-            .profile
-            .keys(&parts.method)
-            .then(|| fingerprint::fingerprint(&parts.method, path_and_query, &body));
-        let m = &self.metrics.idempotency;
-        let admission = self
-            .idempotency
-            .admit(route, m, &mut parts.headers, print, deadline)
-            .await;
-        let (guard, injected) = match admission {
-            Admission::Forward { guard, injected } => (guard, injected),
-            Admission::Refuse(e) => {
-                let verdict = resend.then(|| Verdict::Unknown(e.to_string()));
-                return (Forwarded::refused(e), verdict);
-            }
-            Admission::Replay { response, injected } => {
-                let verdict = resend.then(|| Verdict::Definitive(response.status().as_u16()));
-                let forwarded = Forwarded {
-                    result: Ok(response),
-                    attempts: 0,
-                    injected,
-                    origin: Origin::Payguard,
-                };
-                return (forwarded, verdict);
-            }
-        };
-        let ticket = match (resend, print) {
-            (false, Some(print)) => {
-                let (journal, spec) = (&self.journal, &self.resolver);
-                resolver::intake::open(journal, spec, route, &parts, &body, print).await
-            }
-            _ => None,
-        };
-
-        crate::crash_point!(crate::crashpoints::AFTER_CLAIM);
-        let facts = RequestFacts {
-            replay_safe: is_idempotent(&parts.method) || route.profile.has_key(&parts.headers),
-            profile: route.profile,
-        };
-        let observer = self.metrics.for_route(&route.name);
-        let finished = retry::send_with_retries(
-            &route.retry,
-            deadline,
-            facts,
-            budget,
-            &self.jitter,
-            &observer,
-            |timeout| {
-                // Each attempt is built afresh from the buffered parts: same method, target,
-                // headers (idempotency key included) and body bytes every time.
-                let attempt = Self::rebuild(&parts, &uri, Full::new(body.clone()));
-                self.gated_attempt(route, attempt, timeout, deadline)
-            },
-        )
-        .await;
-        crate::crash_point!(crate::crashpoints::AFTER_RESPONSE);
-        // Judged only for whom it matters: the journal entry, or the resolver re-sending.
-        let verdict = (ticket.is_some() || resend)
-            .then(|| resolver::judge(&finished.outcome, finished.attempts, route.profile));
-        if let (Some(ticket), Some(verdict)) = (ticket, &verdict) {
-            let retry_at = after(self.journal.now_ms(), self.resolver.base_delay);
-            // The app's own retry may be what resolves an earlier unresolved request.
-            let id = ticket.id();
-            let settled = ticket.settle(verdict.clone(), finished.attempts, retry_at);
-            if let Some(entry) = settled.await {
-                resolver::task::finished(self, &id, &entry);
-            }
-        }
-        let result = match (finished.outcome, guard) {
-            (Ok(response), Some(guard)) => guard.finish(m, response, deadline).await,
-            (Ok(response), None) => Ok(response),
-            // Dropping the guard releases the key: the outcome is unknown, so the app's retry
-            // must reach the provider, which is the authority on what happened.
-            (Err(e), _) => Err(ProxyError::from(e)),
-        };
-        let forwarded = Forwarded {
-            result,
-            attempts: finished.attempts,
-            injected,
-            origin: Origin::Upstream,
-        };
-        (forwarded, verdict.filter(|_| resend))
+        self.dispatch(parts, body, route, deadline).await
     }
 }

@@ -54,6 +54,7 @@ impl ProxyState {
         };
         let facts = RequestFacts {
             replay_safe: false,
+            keyed: route.profile.has_key(&parts.headers),
             profile: route.profile,
         };
         let observer = self.metrics.for_route(&route.name);
@@ -71,7 +72,8 @@ impl ProxyState {
                     let Some(attempt) = attempt else {
                         return Err(AttemptError::NotSent("the upload was already sent".into()));
                     };
-                    self.gated_attempt(route, attempt, timeout, deadline).await
+                    self.gated_attempt(route, attempt, timeout, deadline, None)
+                        .await
                 }
             },
         )

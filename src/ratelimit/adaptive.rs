@@ -197,7 +197,11 @@ impl Adaptive {
     fn decrease(&mut self, share: f64) {
         let accepted = 1.0 - share;
         self.ceiling = Some(self.current * accepted);
-        let deepest = if share < DEEP_SHARE { STEP } else { DEEPEST_STEP };
+        let deepest = if share < DEEP_SHARE {
+            STEP
+        } else {
+            DEEPEST_STEP
+        };
         let step = (accepted * MARGIN).clamp(deepest, STEP);
         self.current = (self.current * step).max(self.floor);
         self.probing_since = None;

@@ -107,7 +107,10 @@ async fn a_real_ceiling_below_the_rate_is_found_and_held() {
         let run = run(10.0, &mut provider, 600.0);
         // Found within half a minute...
         let found = sends_between(&run, 20.0, 30.0);
-        assert!(found <= 7.5, "seed {seed}: still sending {found:.2}/s at 20-30 s");
+        assert!(
+            found <= 7.5,
+            "seed {seed}: still sending {found:.2}/s at 20-30 s"
+        );
         // ...and held: near the ceiling on average, never back at the configured rate.
         let held = sends_between(&run, 30.0, 600.0);
         assert!(
@@ -115,13 +118,19 @@ async fn a_real_ceiling_below_the_rate_is_found_and_held() {
             "seed {seed}: {held:.2}/s against a ceiling of 6"
         );
         let highest = run.rates[30..].iter().copied().fold(0.0, f64::max);
-        assert!(highest < 9.0, "seed {seed}: the rate went back to {highest:.2}");
+        assert!(
+            highest < 9.0,
+            "seed {seed}: the rate went back to {highest:.2}"
+        );
     }
     // With random 429s on top, the same holds.
     let mut provider = Provider::new(0.06, Some(6.0), 7);
     let run = run(10.0, &mut provider, 600.0);
     let held = sends_between(&run, 30.0, 600.0);
-    assert!((5.7..=7.2).contains(&held), "{held:.2}/s with random 429s too");
+    assert!(
+        (5.7..=7.2).contains(&held),
+        "{held:.2}/s with random 429s too"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -129,12 +138,19 @@ async fn the_rate_is_back_within_seconds_once_the_429s_stop() {
     let mut provider = Provider::new(0.0, Some(5.0), 1);
     provider.lifted = Some(120.0);
     let run = run(10.0, &mut provider, 200.0);
-    assert!(run.rates[100] < 8.0, "the ceiling was found: {}", run.rates[100]);
+    assert!(
+        run.rates[100] < 8.0,
+        "the ceiling was found: {}",
+        run.rates[100]
+    );
     let back = run.rates[120..]
         .iter()
         .position(|&r| r >= 9.5)
         .expect("the rate came back");
-    assert!(back <= 20, "back to 95% of the rate {back} s after the 429s stopped");
+    assert!(
+        back <= 20,
+        "back to 95% of the rate {back} s after the 429s stopped"
+    );
 }
 
 /// Sends 20 in `window` (starting `from` ms, 60 ms apart), the first `throttled` of them
@@ -157,7 +173,11 @@ async fn a_burst_of_429s_cuts_the_rate_once_per_window_and_never_below_the_floor
     // A window of 5 429s in 20 sends is evidence, but one window is only a suspicion; a
     // second confirms it, and the rate is cut by a fifth.
     let mut a = Adaptive::new(10.0, 3.0, start);
-    assert_eq!(window(&mut a, start, 0, 5), 10.0, "one bad window lowers nothing");
+    assert_eq!(
+        window(&mut a, start, 0, 5),
+        10.0,
+        "one bad window lowers nothing"
+    );
     let rate = window(&mut a, start, 1300, 5);
     assert!((8.0..8.01).contains(&rate), "cut by a fifth: {rate}");
 
@@ -170,7 +190,10 @@ async fn a_burst_of_429s_cuts_the_rate_once_per_window_and_never_below_the_floor
         a.throttled(at(2600 + i));
     }
     let rate = a.rate(at(2700));
-    assert!((5.0..5.01).contains(&rate), "at most once per window: {rate}");
+    assert!(
+        (5.0..5.01).contains(&rate),
+        "at most once per window: {rate}"
+    );
     // Again and again: never below the floor.
     for w in 0..20 {
         window(&mut a, start, 2700 + w * 1300, 20);

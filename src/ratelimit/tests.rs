@@ -188,7 +188,10 @@ async fn without_max_wait_only_the_deadline_bounds_the_queue() {
     }
     assert_eq!(waits.iter().max(), Some(&Duration::from_millis(2900)));
     // One whose turn would come after its deadline is refused, with when it could go.
-    let refused = limiter.acquire(Duration::from_millis(50)).await.unwrap_err();
+    let refused = limiter
+        .acquire(Duration::from_millis(50))
+        .await
+        .unwrap_err();
     assert!(refused.retry_after > Duration::from_millis(50));
 }
 

@@ -93,7 +93,7 @@ async fn give_up(proxy: &ProxyState, wanted: &str) -> Response<Full<Bytes>> {
                 key = e.key,
                 "an operator gave up on an unresolved request"
             );
-            super::task::finished(proxy, id, &e);
+            super::task::finished(proxy.metrics(), proxy.webhook(), id, &e);
             super::task::refresh(proxy).await;
             json(StatusCode::OK, &Listing::new(&[(*id, e)], now).entries)
         }

@@ -1,6 +1,15 @@
-//! Where the resolver meets the request path: the journal entry a keyed POST gets before its
-//! first attempt ([`open`]), and the re-send of a pending one through that same path
-//! ([`resend`]), which skips the journal since the resolver keeps the entry itself.
+//! Where the resolver meets the request path: the journal ticket a keyed POST gets
+//! ([`prepare`], written before its first attempt leaves), and the re-send of a pending entry
+//! through that same path ([`resend`]), which skips the journal since the resolver keeps the
+//! entry itself.
+//!
+//! Whether payguard may re-send a request on its own is decided here, once. Re-sending is
+//! safe only if the app cannot also pay again under a new key meanwhile (an app that was told
+//! "failed" often does): the provider would execute both. So by default a route re-sends
+//! only requests covered by a duplicate window across keys (`dedup_across_keys`), which turns
+//! such a new-key retry into a retry of this entry's key, and only until that window closes.
+//! Everything else is recorded and reported, never executed. `[route.resolver] enabled`
+//! overrides this for a route whose app is known to retry only under the same key.
 
 use std::time::Duration;
 
@@ -10,34 +19,40 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use super::journal::Opening;
 use super::{Entry, Journal, Payload, Ticket, Verdict};
 use crate::config::{ResolverSpec, RouteSpec};
-use crate::idempotency::fingerprint::{self, Digest};
+use crate::idempotency::{RequestIdentity, after, fingerprint};
 use crate::proxy::ProxyState;
 
 /// An open entry outlives its request's deadline by this much before it counts as abandoned
 /// by a dead process.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
-/// Journals a keyed request (a method its route's profile keys, with a key) before its first
-/// attempt. `print` is the request's fingerprint, as the idempotency layer computed it. A
-/// journal failure is logged and the request goes on: the provider still deduplicates it,
-/// only the resolver will not know.
-pub async fn open(
+/// The ticket of a keyed request (a method its route's profile keys, with a key), written
+/// when its first attempt is about to leave. `identity` is the request's, as the idempotency
+/// layer used it; `now_ms` the journal's clock.
+pub fn prepare(
     journal: &Journal,
     spec: &ResolverSpec,
     route: &RouteSpec,
     parts: &http::request::Parts,
     body: &Bytes,
-    print: Digest,
+    identity: &RequestIdentity,
 ) -> Option<Ticket> {
     let profile = route.profile;
-    let scope = fingerprint::scope(&parts.headers, profile.scope_headers)?;
+    let (scope, print) = (identity.scope?, identity.fingerprint);
     let key = parts
         .headers
         .get(&profile.key_header)
         .filter(|k| !k.is_empty())?;
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let resend = spec.resends(&route.name);
-    let entry = Entry::new(
+    let policy = &route.idempotency;
+    // Until when a new-key retry of this request would join it instead of paying again.
+    let window = policy
+        .dedup_window
+        .filter(|_| identity.windowed && policy.dedup_across_keys);
+    let resend = spec
+        .route_override(&route.name)
+        .unwrap_or(spec.enabled && window.is_some());
+    let mut entry = Entry::new(
         route.name.clone(),
         parts.method.to_string(),
         target.to_owned(),
@@ -45,6 +60,7 @@ pub async fn open(
         print,
         resend,
     );
+    entry.window_until = window.map(|w| after(journal.now_ms(), w));
     // Only what a re-send needs is kept, and only when the route re-sends.
     let payload = resend.then(|| Payload {
         headers: parts
@@ -60,13 +76,7 @@ pub async fn open(
         lease: route.retry.deadline + LEASE_MARGIN,
     };
     let id = fingerprint::record_key(&scope, key.as_bytes());
-    match journal.open(id, opening).await {
-        Ok(ticket) => Some(ticket),
-        Err(e) => {
-            tracing::warn!(route = route.name, error = %e, "could not journal a request; it will not be resolved if it ends unresolved");
-            None
-        }
-    }
+    Some(journal.ticket(id, opening))
 }
 
 /// Re-sends a journaled request through the whole request path (idempotency layer,
@@ -97,10 +107,7 @@ pub async fn resend(
     let route = proxy.route(&parts.method, parts.uri.path());
     // A re-send gets the route's whole deadline, as a request arriving now would.
     let deadline = tokio::time::Instant::now() + route.retry.deadline;
-    let (forwarded, verdict) = proxy
-        .dispatch(parts, Bytes::from(payload.body), route, deadline, true)
-        .await;
-    // A re-send is always judged; the fallback only satisfies the type.
-    let verdict = verdict.unwrap_or_else(|| Verdict::Unknown("not judged".into()));
-    (verdict, forwarded.attempts)
+    proxy
+        .resend(parts, Bytes::from(payload.body), route, deadline)
+        .await
 }

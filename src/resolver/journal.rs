@@ -9,9 +9,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
 use std::time::Duration;
+use tokio::sync::watch;
 
 use super::seal::Sealer;
 use super::{Entry, Id, Payload, State, Verdict};
@@ -84,9 +86,27 @@ impl Journal {
         &self.store
     }
 
-    /// Writes the open entry durably, before the first attempt. An app's retry of an
-    /// unresolved request reopens its entry, keeping its history.
-    pub async fn open(&self, id: Id, opening: Opening) -> Result<Ticket, JournalError> {
+    /// A ticket for a request about to be journaled: nothing is written until its first
+    /// attempt is about to leave ([`Ticket::before_send`]).
+    pub fn ticket(&self, id: Id, opening: Opening) -> Ticket {
+        Ticket {
+            journal: self.clone(),
+            id,
+            phase: Mutex::new(Phase::Ready(Box::new(opening))),
+            sent: AtomicBool::new(false),
+            done: false,
+        }
+    }
+
+    /// Writes the open entry durably, for the tests of the journal's own bound.
+    #[cfg(test)]
+    pub(super) async fn open_for_test(&self, id: Id, opening: Opening) -> Result<(), JournalError> {
+        self.open(id, opening).await
+    }
+
+    /// Writes the open entry durably. An app's retry of an unresolved request reopens its
+    /// entry, keeping its history.
+    async fn open(&self, id: Id, opening: Opening) -> Result<(), JournalError> {
         let now = self.now_ms();
         let payload = match &opening.payload {
             Some(p) => Some(self.sealer.seal(&id, p)?),
@@ -110,12 +130,7 @@ impl Journal {
             }
             Write::Put(Box::new(entry))
         });
-        self.store.update(id, true, change).await?;
-        Ok(Ticket {
-            journal: self.clone(),
-            id,
-            done: false,
-        })
+        self.store.update(id, true, change).await.map(drop)
     }
 
     /// Applies a request's verdict to its entry: a definitive answer deletes it (or resolves
@@ -215,13 +230,27 @@ impl Journal {
     }
 }
 
-/// An open entry held by the request it describes. Settle it with the request's verdict;
-/// dropping it unsettled (the app hung up, payguard stopped) marks it pending, since the
-/// request may have been sent.
+/// The journal entry of a request, held by the request it describes.
+///
+/// The entry is written only when the first attempt has passed the gates and is about to
+/// leave, so a request its app abandons while it queues leaves nothing behind. Settle it with
+/// the request's verdict once its answer has reached the app, body included. Dropping it
+/// unsettled (the app hung up, payguard stopped) marks the entry pending if an attempt may
+/// have left (the request may have executed) and removes it if none did.
 pub struct Ticket {
     journal: Journal,
     id: Id,
+    phase: Mutex<Phase>,
+    /// Set once the entry is durable and an attempt is about to go out.
+    sent: AtomicBool,
     done: bool,
+}
+
+enum Phase {
+    /// Not written yet.
+    Ready(Box<Opening>),
+    /// Being written, or written: the receiver says when the write has ended.
+    Opening(watch::Receiver<bool>),
 }
 
 impl Ticket {
@@ -229,9 +258,45 @@ impl Ticket {
         self.id
     }
 
+    /// Called before each attempt leaves: the first call writes the entry durably (in a task
+    /// of its own, so a request cancelled meanwhile cannot leave a half-known write behind)
+    /// and waits for it; every call marks the request as sent. A journal failure is logged and
+    /// the request goes on: the provider still deduplicates it, only the resolver will not know.
+    pub async fn before_send(&self) {
+        let mut written = {
+            let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+            match &*phase {
+                Phase::Opening(rx) => rx.clone(),
+                Phase::Ready(_) => {
+                    let (tx, rx) = watch::channel(false);
+                    let Phase::Ready(opening) =
+                        std::mem::replace(&mut *phase, Phase::Opening(rx.clone()))
+                    else {
+                        return;
+                    };
+                    let (journal, id) = (self.journal.clone(), self.id);
+                    tokio::spawn(async move {
+                        if let Err(e) = journal.open(id, *opening).await {
+                            tracing::warn!(error = %e, "could not journal a request; it will not be resolved if it ends unresolved");
+                        }
+                        let _ = tx.send(true);
+                    });
+                    rx
+                }
+            }
+        };
+        let _ = written.wait_for(|done| *done).await;
+        self.sent.store(true, Ordering::Relaxed);
+    }
+
     /// Settles the entry; returns it when this answer resolved an earlier unresolved request.
     pub async fn settle(mut self, verdict: Verdict, attempts: u32, retry_at: u64) -> Option<Entry> {
         self.done = true;
+        let Some(mut written) = self.written() else {
+            // Nothing was ever written: nothing to settle.
+            return None;
+        };
+        let _ = written.wait_for(|done| *done).await;
         match self
             .journal
             .settle(self.id, verdict, attempts, retry_at)
@@ -244,6 +309,14 @@ impl Ticket {
             }
         }
     }
+
+    /// The write's progress, once one was started.
+    fn written(&self) -> Option<watch::Receiver<bool>> {
+        match &*self.phase.lock().unwrap_or_else(PoisonError::into_inner) {
+            Phase::Ready(_) => None,
+            Phase::Opening(rx) => Some(rx.clone()),
+        }
+    }
 }
 
 impl Drop for Ticket {
@@ -251,14 +324,25 @@ impl Drop for Ticket {
         if self.done {
             return;
         }
+        let Some(mut written) = self.written() else {
+            return;
+        };
         let (journal, id) = (self.journal.clone(), self.id);
-        let verdict =
-            Verdict::Unknown("abandoned mid-request (app hung up or payguard stopped)".into());
+        // Nothing left payguard when the entry was not yet durable: the app's request was
+        // abandoned before it was sent, and payguard never sends such a request on its own.
+        let verdict = match self.sent.load(Ordering::Relaxed) {
+            true => Verdict::Unknown(
+                "abandoned after it was sent (app hung up or payguard stopped)".into(),
+            ),
+            false => Verdict::NothingSent,
+        };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
+                // After the write, or the removal could come first and the entry outlive it.
+                let _ = written.wait_for(|done| *done).await;
                 let now = journal.now_ms();
                 if let Err(e) = journal.settle(id, verdict, 0, now).await {
-                    tracing::warn!(error = %e, "could not mark an abandoned request unresolved");
+                    tracing::warn!(error = %e, "could not settle an abandoned request's journal entry");
                 }
             });
         }

@@ -5,23 +5,28 @@
 //! not have charged the customer. The provider knows; the app does not. payguard keeps a
 //! durable [`journal`] of such requests, beside the idempotency records:
 //!
-//! 1. before the first attempt of a keyed POST, an **open** entry is written durably: scope,
-//!    key, route, method, path, a body fingerprint, and the payload needed to re-send (headers
-//!    and body, sealed with AES-256-GCM when a key is configured, see [`seal`]);
-//! 2. a definitive answer deletes it at once: the common case leaves nothing behind;
-//! 3. a request that ends unresolved marks it **pending**; an open entry whose lease ran out
-//!    (its process died) counts as pending too;
-//! 4. the background [`task`] re-sends each due pending entry through the normal request path
-//!    (limiter, breaker, retries, idempotency layer), under the same key and scope, until the
-//!    provider answers definitively (**resolved**: the answer is stored, so the app's next
-//!    retry with the key is replayed without a provider call), the key window nears its end
-//!    or an operator gives up (**gave up**). Finished entries drop their payload at once and
+//! 1. when the first attempt of a keyed POST has passed the gates and is about to leave, an
+//!    **open** entry is written durably: scope, key, route, method, path, a body fingerprint,
+//!    and the payload needed to re-send (headers and body, sealed with AES-256-GCM when a key
+//!    is configured, see [`seal`]). A request abandoned while it queued writes nothing;
+//! 2. a definitive answer deletes it once the answer, body included, has reached the app:
+//!    the common case leaves nothing behind. So does a request whose attempts never left;
+//! 3. a request that ends in doubt marks it **pending**: the app was told "outcome unknown,
+//!    retry with the same key" ([`crate::retry::outcome`]), or hung up after it was sent. An
+//!    open entry whose lease ran out (its process died) counts as pending too;
+//! 4. the background [`task`] re-sends each due pending entry that may be re-sent
+//!    ([`intake`]: one a duplicate window covers across keys, by default) through the normal
+//!    request path (limiter, breaker, retries, idempotency layer), under the same key and
+//!    scope, until the provider answers definitively (**resolved**: the answer is stored, so
+//!    the app's next retry with the key is replayed without a provider call), the key window
+//!    or the duplicate window nears its end, or an operator gives up (**gave up**). Others are
+//!    listed until a human gives up on them. Finished entries drop their payload at once and
 //!    stay listed as a summary for `keep_finished`.
 //!
 //! Operators see the journal through [`report`] (`payguard unresolved`, `GET /unresolved`),
 //! give up through [`admin`], and may be notified of every finished entry by [`webhook`].
 //!
-//! The decision rules are plain functions here ([`judge`], [`Entry::due`]), so they are
+//! The decision rules are plain functions here ([`Verdict::of`], [`Entry::due`]), so they are
 //! tested without sockets, as the idempotency store's are.
 
 pub mod admin;
@@ -40,8 +45,7 @@ use serde::{Deserialize, Serialize};
 pub use journal::{Journal, JournalError, JournalStore, Ticket};
 
 use crate::idempotency::fingerprint::Digest;
-use crate::profile::Profile;
-use crate::retry::{AttemptError, RequestFacts, Verdict as RetryVerdict, classify};
+use crate::retry::{AttemptError, RequestFacts, settled};
 
 /// An entry's name: the idempotency record key of its scope and key, so a request and every
 /// retry of it (by the app or the resolver) share one entry.
@@ -72,8 +76,11 @@ pub struct Entry {
     pub rounds: u32,
     pub last_error: Option<String>,
     pub state: State,
-    /// Whether the resolver re-sends it (`[route.resolver] enabled`); else it is only reported.
+    /// Whether the resolver may re-send it ([`intake`]); else it is only reported.
     pub resend: bool,
+    /// Until when a retry of it under a new key joins it (its duplicate window): no re-send
+    /// may end after that, or the app could have paid again meanwhile.
+    pub window_until: Option<u64>,
     /// True once the entry has been unresolved: a later definitive answer then resolves it
     /// (and is listed) instead of deleting it silently.
     pub was_pending: bool,
@@ -100,6 +107,9 @@ pub enum State {
 pub enum GiveUp {
     /// A re-send could no longer finish before the provider forgets the key.
     KeyWindow,
+    /// A re-send could no longer finish inside the duplicate window: after it, the app may
+    /// pay again under a new key, and a re-send could charge twice.
+    DedupWindow,
     /// An operator gave up (`payguard unresolved give-up`).
     Operator,
     /// The payload cannot be opened (the encryption key changed).
@@ -110,6 +120,7 @@ impl GiveUp {
     pub fn label(self) -> &'static str {
         match self {
             GiveUp::KeyWindow => "key_window",
+            GiveUp::DedupWindow => "dedup_window",
             GiveUp::Operator => "operator",
             GiveUp::Unreadable => "payload_unreadable",
         }
@@ -117,9 +128,10 @@ impl GiveUp {
 }
 
 /// The outcomes counted by `payguard_unresolved_resolutions_total`.
-pub const OUTCOMES: [&str; 4] = [
+pub const OUTCOMES: [&str; 5] = [
     "resolved",
     "gave_up_key_window",
+    "gave_up_dedup_window",
     "gave_up_operator",
     "gave_up_payload_unreadable",
 ];
@@ -164,6 +176,7 @@ impl Entry {
             last_error: None,
             state: State::Pending { next_at: 0 },
             resend,
+            window_until: None,
             was_pending: false,
             payload: None,
             sealed: false,
@@ -215,43 +228,20 @@ pub enum Verdict {
     Unknown(String),
 }
 
-/// Judges the outcome of the attempt loop. `attempts` is how many attempts were made.
-///
-/// A response is definitive unless the retry policy would try it again (a 5xx, the profile's
-/// in-flight answer, `Stripe-Should-Retry: true`), with two exceptions: a 429 says
-/// the provider executed nothing, and a replay of the provider's own record, when `profile`
-/// marks them (`Idempotent-Replayed: true`, e.g. a 500 saved under the key), is its final word for the key:
-/// re-sending would only replay it again. `NotSent` and local refusals are only "nothing sent" when
-/// no earlier attempt was made: an earlier attempt may have been lost after sending.
-pub fn judge<B>(
-    outcome: &Result<Response<B>, AttemptError>,
-    attempts: u32,
-    profile: &Profile,
-) -> Verdict {
-    let facts = RequestFacts {
-        replay_safe: true,
-        profile,
-    };
-    match outcome {
-        Ok(r) if r.status().as_u16() == 429 => Verdict::NothingSent,
-        Ok(r) if profile.is_replay(r.headers()) => Verdict::Definitive(r.status().as_u16()),
-        Ok(r) => match classify(outcome, facts) {
-            RetryVerdict::Final => Verdict::Definitive(r.status().as_u16()),
-            RetryVerdict::Retry { .. } => {
-                Verdict::Unknown(format!("the provider answered {}", r.status().as_u16()))
-            }
-        },
-        Err(AttemptError::NotSent(_) | AttemptError::Refused(_)) if attempts <= 1 => {
-            Verdict::NothingSent
+impl Verdict {
+    /// The journal's reading of the attempt loop's final outcome for a keyed request. The loop
+    /// has already turned every doubt into [`AttemptError::Unknown`] ([`crate::retry::outcome`]),
+    /// which is also what the app was told; a 429 or a request that never left executed
+    /// nothing.
+    pub fn of<B>(outcome: &Result<Response<B>, AttemptError>, facts: RequestFacts) -> Verdict {
+        match outcome {
+            Ok(r) if settled(outcome, facts) => Verdict::Definitive(r.status().as_u16()),
+            Ok(_) => Verdict::NothingSent,
+            Err(AttemptError::Unknown { detail, .. }) => Verdict::Unknown(detail.clone()),
+            Err(AttemptError::Lost(e)) => Verdict::Unknown(format!("connection lost: {e}")),
+            Err(AttemptError::TimedOut(t)) => Verdict::Unknown(format!("no response within {t:?}")),
+            Err(AttemptError::NotSent(_) | AttemptError::Refused(_)) => Verdict::NothingSent,
         }
-        Err(e @ AttemptError::NotSent(_)) => {
-            Verdict::Unknown(format!("{e:?} after an earlier attempt"))
-        }
-        Err(AttemptError::Refused(r)) => Verdict::Unknown(format!(
-            "held back locally ({r:?}) after an earlier attempt"
-        )),
-        Err(AttemptError::Lost(e)) => Verdict::Unknown(format!("connection lost: {e}")),
-        Err(AttemptError::TimedOut(t)) => Verdict::Unknown(format!("no response within {t:?}")),
     }
 }
 

@@ -6,15 +6,18 @@
 //! behind the limiter and passes the breaker like any request. Between rounds an entry waits
 //! `base_delay`, doubled each round up to `max_delay`. It stops at a definitive answer, when a
 //! re-send could no longer end within the key window (the provider would then treat it as a
-//! new request and might execute it twice), or when an operator gives up.
+//! new request and might execute it twice) or within the duplicate window (the app may then
+//! pay again under a new key), or when an operator gives up.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::Method;
 
+use super::webhook::Webhook;
 use super::{Entry, GiveUp, Id, State, Verdict};
 use crate::idempotency::after;
+use crate::metrics::Metrics;
 use crate::proxy::ProxyState;
 use crate::reload::LiveState;
 
@@ -62,8 +65,12 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
     let path = entry.target.split('?').next().unwrap_or("/");
     let route = proxy.route(&method, path);
     let key_window = spec.key_window.unwrap_or(route.key_window);
-    if after(now, route.retry.deadline) >= after(entry.created_ms, key_window) {
+    let ends = after(now, route.retry.deadline);
+    if ends >= after(entry.created_ms, key_window) {
         return give_up(proxy, id, GiveUp::KeyWindow).await;
+    }
+    if entry.resend && entry.window_until.is_some_and(|until| ends >= until) {
+        return give_up(proxy, id, GiveUp::DedupWindow).await;
     }
     if let State::Open { .. } = entry.state {
         // Its process died mid-request: from now on it is plainly pending.
@@ -82,7 +89,7 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
     }
     // Record-only (when journaled, or since a reload): listed until an operator gives up or
     // the window ends.
-    if !entry.resend || !spec.resends(&entry.route) {
+    if !entry.resend || spec.stopped_for(&entry.route) {
         return;
     }
     let payload = match journal.payload(&id, &entry) {
@@ -125,7 +132,7 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
         })
         .await;
     if let (true, Ok(Some(entry))) = (resolved, updated) {
-        finished(proxy, &id, &entry);
+        finished(proxy.metrics(), proxy.webhook(), &id, &entry);
     }
 }
 
@@ -154,24 +161,23 @@ async fn give_up(proxy: &ProxyState, id: Id, reason: GiveUp) {
             reason = reason.label(),
             "resolver: gave up on an unresolved request"
         );
-        finished(proxy, &id, &entry);
+        finished(proxy.metrics(), proxy.webhook(), &id, &entry);
     }
 }
 
 /// Reports an entry that just finished: counted by outcome, and sent to the webhook.
-pub fn finished(proxy: &ProxyState, id: &Id, entry: &Entry) {
+pub fn finished(metrics: &Metrics, webhook: Option<&Webhook>, id: &Id, entry: &Entry) {
     let outcome = match entry.state {
         State::Resolved { .. } => "resolved".to_owned(),
         State::GaveUp { reason } => format!("gave_up_{}", reason.label()),
         _ => return,
     };
-    proxy
-        .metrics()
+    metrics
         .resolver
         .resolutions
         .with_label_values(&[entry.route.as_str(), &outcome])
         .inc();
-    if let (Some(webhook), Some(event)) = (proxy.webhook(), super::webhook::Event::new(id, entry)) {
+    if let (Some(webhook), Some(event)) = (webhook, super::webhook::Event::new(id, entry)) {
         webhook.notify(event);
     }
 }

@@ -12,6 +12,7 @@ use super::task::backoff;
 use super::*;
 use crate::profile::STRIPE;
 use crate::retry::Refusal;
+use crate::retry::RequestFacts;
 
 fn response(status: u16, should_retry: Option<&str>) -> Result<Response<()>, AttemptError> {
     let mut r = Response::builder().status(status);
@@ -21,45 +22,47 @@ fn response(status: u16, should_retry: Option<&str>) -> Result<Response<()>, Att
     Ok(r.body(()).unwrap())
 }
 
+fn keyed() -> RequestFacts<'static> {
+    RequestFacts {
+        replay_safe: true,
+        keyed: true,
+        profile: &STRIPE,
+    }
+}
+
 #[test]
-fn verdicts_follow_the_retry_rules() {
-    assert_eq!(
-        judge(&response(200, None), 1, &STRIPE),
-        Verdict::Definitive(200)
-    );
-    assert_eq!(
-        judge(&response(402, None), 3, &STRIPE),
-        Verdict::Definitive(402)
-    );
-    // The provider's explicit word that a 500 is final settles it.
-    assert_eq!(
-        judge(&response(500, Some("false")), 1, &STRIPE),
-        Verdict::Definitive(500)
-    );
-    assert!(matches!(
-        judge(&response(503, None), 3, &STRIPE),
-        Verdict::Unknown(_)
-    ));
-    assert_eq!(
-        judge(&response(429, None), 2, &STRIPE),
-        Verdict::NothingSent
-    );
-    let lost = Err(AttemptError::Lost("reset".into()));
-    assert!(matches!(judge::<()>(&lost, 1, &STRIPE), Verdict::Unknown(e) if e.contains("reset")));
-    let timed_out = Err(AttemptError::TimedOut(Duration::from_secs(1)));
-    assert!(matches!(
-        judge::<()>(&timed_out, 2, &STRIPE),
-        Verdict::Unknown(_)
-    ));
+fn verdicts_read_the_loops_final_outcome() {
+    let of = |outcome: &Result<Response<()>, AttemptError>| Verdict::of(outcome, keyed());
+    assert_eq!(of(&response(200, None)), Verdict::Definitive(200));
+    assert_eq!(of(&response(402, None)), Verdict::Definitive(402));
+    // A 429 executed nothing; a request that never left, nothing either.
+    assert_eq!(of(&response(429, None)), Verdict::NothingSent);
     let not_sent = Err(AttemptError::NotSent("refused".into()));
-    assert_eq!(judge::<()>(&not_sent, 1, &STRIPE), Verdict::NothingSent);
-    // After an earlier attempt, which may have been lost after sending, doubt remains.
-    assert!(matches!(
-        judge::<()>(&not_sent, 2, &STRIPE),
-        Verdict::Unknown(_)
-    ));
+    assert_eq!(of(&not_sent), Verdict::NothingSent);
     let refused = Err(AttemptError::Refused(Refusal::CircuitOpen(Duration::ZERO)));
-    assert_eq!(judge::<()>(&refused, 0, &STRIPE), Verdict::NothingSent);
+    assert_eq!(of(&refused), Verdict::NothingSent);
+    // The loop's doubt, as the app was told it.
+    let unknown = Err(AttemptError::Unknown {
+        detail: "connection lost: reset".into(),
+        timed_out: false,
+    });
+    assert!(matches!(of(&unknown), Verdict::Unknown(e) if e.contains("reset")));
+    // A replay of the provider's own record is its final word, whatever its status.
+    let mut replayed = response(500, None);
+    if let Ok(r) = &mut replayed {
+        r.headers_mut().insert(
+            "idempotent-replayed",
+            http::HeaderValue::from_static("true"),
+        );
+    }
+    assert_eq!(of(&replayed), Verdict::Definitive(500));
+}
+
+/// Opens an entry as the request path does: a ticket, written before its first attempt.
+async fn open(journal: &Journal, id: Id, opening: Opening) -> Ticket {
+    let ticket = journal.ticket(id, opening);
+    ticket.before_send().await;
+    ticket
 }
 
 #[test]
@@ -92,12 +95,12 @@ fn opening(key: &str, resend: bool) -> Opening {
 async fn lifecycle(journal: Journal) {
     let unknown = || Verdict::Unknown("connection lost".into());
     // A definitive first answer leaves nothing behind.
-    let t = journal.open([1; 32], opening("k1", true)).await.unwrap();
+    let t = open(&journal, [1; 32], opening("k1", true)).await;
     assert!(t.settle(Verdict::Definitive(200), 1, 0).await.is_none());
     assert!(journal.list().await.unwrap().is_empty());
 
     // An unknown outcome leaves a pending entry with its payload, in clear or sealed.
-    let t = journal.open([2; 32], opening("k2", true)).await.unwrap();
+    let t = open(&journal, [2; 32], opening("k2", true)).await;
     assert!(t.settle(unknown(), 3, 0).await.is_none());
     let all = journal.list().await.unwrap();
     let (id, entry) = &all[0];
@@ -108,7 +111,7 @@ async fn lifecycle(journal: Journal) {
 
     // The app's retry reopens it, keeping its history; its definitive answer resolves it and
     // drops the payload.
-    let t = journal.open([2; 32], opening("k2", true)).await.unwrap();
+    let t = open(&journal, [2; 32], opening("k2", true)).await;
     let reopened = &journal.list().await.unwrap()[0].1;
     assert!(matches!(reopened.state, State::Open { .. }) && reopened.was_pending);
     assert!(!reopened.unresolved(journal.now_ms()), "its lease is live");
@@ -119,9 +122,9 @@ async fn lifecycle(journal: Journal) {
 
     // The resolver settles an entry while the app's retry of it is in flight: the retry's
     // answer then changes nothing and is not counted a second time.
-    let t = journal.open([6; 32], opening("k6", true)).await.unwrap();
+    let t = open(&journal, [6; 32], opening("k6", true)).await;
     t.settle(unknown(), 1, 0).await;
-    let app_retry = journal.open([6; 32], opening("k6", true)).await.unwrap();
+    let app_retry = open(&journal, [6; 32], opening("k6", true)).await;
     let by_resolver = journal
         .modify([6; 32], false, |e| {
             e.finish(State::Resolved { status: 200 }, 1);
@@ -141,20 +144,27 @@ async fn lifecycle(journal: Journal) {
     journal.remove([6; 32]).await.unwrap();
 
     // Record-only: no payload is ever kept.
-    let t = journal.open([4; 32], opening("k4", false)).await.unwrap();
+    let t = open(&journal, [4; 32], opening("k4", false)).await;
     t.settle(unknown(), 1, 0).await;
     let listed = journal.list().await.unwrap();
     let (id, entry) = listed.iter().find(|(id, _)| *id == [4; 32]).unwrap();
     assert_eq!(journal.payload(id, entry).unwrap(), None);
 
-    // A ticket dropped unsettled (the app hung up) marks the entry pending.
-    let t = journal.open([5; 32], opening("k5", true)).await.unwrap();
+    // A ticket dropped unsettled after its request was sent (the app hung up) marks the
+    // entry pending: the request may have executed.
+    let t = open(&journal, [5; 32], opening("k5", true)).await;
     drop(t);
     tokio::time::sleep(Duration::from_millis(50)).await;
     let listed = journal.list().await.unwrap();
     let (_, e) = listed.iter().find(|(id, _)| *id == [5; 32]).unwrap();
     assert_eq!(e.state.label(), "pending");
     assert!(e.last_error.as_deref().unwrap().contains("abandoned"));
+
+    // One dropped before anything was sent (abandoned in the limiter's queue) leaves nothing.
+    drop(journal.ticket([7; 32], opening("k7", true)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let listed = journal.list().await.unwrap();
+    assert!(listed.iter().all(|(id, _)| *id != [7; 32]));
 
     // The listing shows no payload, no query string, and orders unresolved first.
     let listing = Listing::new(&journal.list().await.unwrap(), journal.now_ms());
@@ -209,7 +219,7 @@ async fn entries_survive_reopening_the_file_and_the_bound_holds() {
         Box::new(move |_| super::journal::Write::Put(Box::new(entry.clone())));
     journal.store().update([1; 32], true, put).await.unwrap();
     // Full: a second entry is refused, and the request would go on unjournaled.
-    let full = journal.open([2; 32], opening("k2", true)).await;
+    let full = journal.open_for_test([2; 32], opening("k2", true)).await;
     assert!(matches!(full, Err(JournalError::Full(1))));
     drop((store, journal));
     let (_store, journal) = open();

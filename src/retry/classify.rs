@@ -38,6 +38,9 @@ pub enum AttemptError {
     TimedOut(Duration),
     /// payguard itself held the attempt back; nothing was sent.
     Refused(Refusal),
+    /// The attempts of a keyed request ended in doubt: one may have executed and none
+    /// brought the provider's final answer ([`super::outcome`]). Only the loop makes it.
+    Unknown { detail: String, timed_out: bool },
 }
 
 /// Why payguard held an attempt back, and when it could go.
@@ -97,6 +100,9 @@ pub enum Verdict {
 pub struct RequestFacts<'a> {
     /// True when the method is idempotent or the request carries an idempotency key.
     pub replay_safe: bool,
+    /// True when it carries the provider's idempotency key: an attempt that may have executed
+    /// then leaves a doubt that only the provider can settle, under that key.
+    pub keyed: bool,
     /// Whose retry hints and in-flight answer apply.
     pub profile: &'a Profile,
 }
@@ -106,6 +112,7 @@ pub fn classify<B>(outcome: &Result<Response<B>, AttemptError>, facts: RequestFa
     let RequestFacts {
         replay_safe,
         profile,
+        ..
     } = facts;
     let retry = |reason| Verdict::Retry {
         reason,

@@ -13,6 +13,7 @@ fn response(status: u16, headers: &[(&str, &str)]) -> Result<Response<()>, Attem
 fn stripe(replay_safe: bool) -> RequestFacts<'static> {
     RequestFacts {
         replay_safe,
+        keyed: replay_safe,
         profile: &crate::profile::STRIPE,
     }
 }
@@ -115,6 +116,7 @@ fn stripe_should_retry_overrides_the_status() {
 fn other_profiles_have_their_own_in_flight_answer_and_no_retry_header() {
     let facts = |profile| RequestFacts {
         replay_safe: true,
+        keyed: true,
         profile,
     };
     let (ietf, paypal) = (&crate::profile::IETF, &crate::profile::PAYPAL);

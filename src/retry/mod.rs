@@ -15,6 +15,7 @@
 
 pub mod backoff;
 pub mod classify;
+pub mod outcome;
 
 use std::future::Future;
 use std::time::Duration;
@@ -27,6 +28,9 @@ pub use backoff::{Backoff, Jitter};
 pub use classify::{
     AttemptError, ProviderErrorCode, Refusal, RequestFacts, RetryReason, Verdict, classify,
 };
+pub use outcome::{Doubt, settled};
+
+use outcome::Doubts;
 
 /// How one route retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,10 +106,9 @@ where
     // locally (breaker open, limiter queue full), the app gets this instead, since a local
     // refusal would wrongly suggest nothing was ever sent.
     let mut previous: Option<Result<Response<B>, AttemptError>> = None;
-    // Set once an attempt may have taken effect without an answer (lost or timed out after
-    // sending). If the attempts then end on a "not executed" answer (429, or 409 key in use),
-    // that answer would tell the app nothing happened; the uncertain failure is the truth.
-    let mut uncertain: Option<AttemptError> = None;
+    // What earlier attempts leave in doubt; every exit goes through it, so the app never
+    // reads "nothing happened" when something may have.
+    let mut doubts = Doubts::default();
     loop {
         attempts += 1;
         let started = Instant::now();
@@ -114,6 +117,9 @@ where
             .min(deadline.saturating_duration_since(started));
         let outcome = send(timeout).await;
         observer.attempt(&outcome, started.elapsed());
+        let end = |outcome, attempts, stop, doubts: Doubts| {
+            finished(doubts.last(outcome, facts), attempts, stop)
+        };
 
         let (reason, not_before) = match classify(&outcome, facts) {
             Verdict::Final => {
@@ -121,22 +127,16 @@ where
                 if matches!(outcome, Err(AttemptError::Refused(_))) {
                     attempts -= 1;
                     if let Some(previous) = previous {
-                        return finished(previous, attempts, Stop::Final);
+                        return end(previous, attempts, Stop::Final, doubts);
                     }
                 }
-                return finished(outcome, attempts, Stop::Final);
+                return end(outcome, attempts, Stop::Final, doubts);
             }
             Verdict::Retry { reason, not_before } => (reason, not_before),
         };
-        if let Err(e @ (AttemptError::Lost(_) | AttemptError::TimedOut(_))) = &outcome {
-            uncertain = Some(e.clone());
-        }
+        doubts.note(&outcome, facts);
         if attempts >= policy.max_attempts {
-            return finished(
-                honest(outcome, uncertain),
-                attempts,
-                Stop::AttemptsExhausted,
-            );
+            return end(outcome, attempts, Stop::AttemptsExhausted, doubts);
         }
         let delay = policy
             .backoff
@@ -150,26 +150,15 @@ where
             .is_none_or(|at| at >= deadline)
         {
             observer.refused(Stop::Deadline);
-            return finished(honest(outcome, uncertain), attempts, Stop::Deadline);
+            return end(outcome, attempts, Stop::Deadline, doubts);
         }
         if !budget.withdraw() {
             observer.refused(Stop::Budget);
-            return finished(honest(outcome, uncertain), attempts, Stop::Budget);
+            return end(outcome, attempts, Stop::Budget, doubts);
         }
         observer.retry(reason, delay);
         previous = Some(outcome);
         tokio::time::sleep(delay).await;
-    }
-}
-
-/// The last outcome, unless it claims "not executed" while an earlier attempt may have been.
-fn honest<B>(
-    outcome: Result<Response<B>, AttemptError>,
-    uncertain: Option<AttemptError>,
-) -> Result<Response<B>, AttemptError> {
-    match (&outcome, uncertain) {
-        (Ok(r), Some(e)) if matches!(r.status().as_u16(), 409 | 429) => Err(e),
-        _ => outcome,
     }
 }
 

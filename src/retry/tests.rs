@@ -72,15 +72,40 @@ async fn run(
     budget: &TpsBudget,
     script: Vec<Result<Response<()>, AttemptError>>,
 ) -> (Finished<()>, Seen) {
+    let facts = RequestFacts {
+        replay_safe,
+        keyed: false,
+        profile: &crate::profile::STRIPE,
+    };
+    run_with(policy, facts, budget, script).await
+}
+
+/// `run` for a request carrying an idempotency key.
+async fn run_keyed(
+    max_attempts: u32,
+    script: Vec<Result<Response<()>, AttemptError>>,
+) -> (Finished<()>, Seen) {
+    let facts = RequestFacts {
+        replay_safe: true,
+        keyed: true,
+        profile: &crate::profile::STRIPE,
+    };
+    let policy = policy(max_attempts, Duration::from_secs(60));
+    run_with(&policy, facts, &generous_budget(), script).await
+}
+
+async fn run_with(
+    policy: &RetryPolicy,
+    facts: RequestFacts<'_>,
+    budget: &TpsBudget,
+    script: Vec<Result<Response<()>, AttemptError>>,
+) -> (Finished<()>, Seen) {
     let seen = Seen::default();
     let script = RefCell::new(VecDeque::from(script));
     let finished = send_with_retries(
         policy,
         Instant::now() + policy.deadline,
-        RequestFacts {
-            replay_safe,
-            profile: &crate::profile::STRIPE,
-        },
+        facts,
         budget,
         &Jitter::None,
         &seen,
@@ -252,4 +277,66 @@ async fn attempts_ending_on_a_429_after_a_lost_attempt_report_the_uncertainty() 
         matches!(done.outcome, Err(AttemptError::Lost(_))),
         "not a 429 that says nothing happened"
     );
+}
+
+fn unknown(done: &Finished<()>) -> &str {
+    match &done.outcome {
+        Err(AttemptError::Unknown { detail, .. }) => detail,
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keyed_request_ending_on_5xx_is_an_unknown_outcome() {
+    // Four 503s: each may have executed (Stripe saves 500s, a 503 says nothing); the app is
+    // told "outcome unknown", never a plain 503 it could read as "failed".
+    let script = (0..4).map(|_| status(503, &[])).collect();
+    let (done, _) = run_keyed(4, script).await;
+    assert!(unknown(&done).contains("503"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_local_refusal_after_a_5xx_does_not_read_as_nothing_executed() {
+    let refused = Err(AttemptError::Refused(Refusal::CircuitOpen(
+        Duration::from_secs(5),
+    )));
+    let (done, _) = run_keyed(4, vec![status(500, &[]), refused]).await;
+    assert!(unknown(&done).contains("500"), "{:?}", done.outcome);
+    assert_eq!(done.attempts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_429_reaches_the_app_plain_after_a_maybe_executed_attempt() {
+    let lost = Err(AttemptError::Lost("reset".into()));
+    // Stripe-Should-Retry: false makes the 429 final at once; the lost attempt still stands.
+    let final_429 = status(429, &[("stripe-should-retry", "false")]);
+    let (done, _) = run_keyed(4, vec![lost.clone(), final_429]).await;
+    assert!(unknown(&done).contains("reset"));
+    // Retries spent on 429s after it: the same.
+    let script = vec![lost, status(429, &[]), status(429, &[])];
+    let (done, _) = run_keyed(3, script).await;
+    assert!(unknown(&done).contains("reset"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_failures_after_a_lost_attempt_are_not_never_sent() {
+    let lost = Err(AttemptError::Lost("reset after sending".into()));
+    let refused = || Err(AttemptError::NotSent("connection refused".into()));
+    let (done, _) = run_keyed(3, vec![lost, refused(), refused()]).await;
+    assert!(unknown(&done).contains("reset after sending"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_executed_nothing_stays_as_it_is() {
+    // A first 429 the provider says not to retry: nothing happened, and the app may say so.
+    let (done, _) = run_keyed(4, vec![status(429, &[("stripe-should-retry", "false")])]).await;
+    assert_eq!(done.outcome.unwrap().status(), 429);
+    // A final answer after doubt settles it: the provider spoke.
+    let lost = Err(AttemptError::Lost("reset".into()));
+    let (done, _) = run_keyed(4, vec![lost, status(402, &[])]).await;
+    assert_eq!(done.outcome.unwrap().status(), 402);
+    // Never sent at all: nothing to doubt.
+    let refused = || Err(AttemptError::NotSent("connection refused".into()));
+    let (done, _) = run_keyed(2, vec![refused(), refused()]).await;
+    assert!(matches!(done.outcome, Err(AttemptError::NotSent(_))));
 }

@@ -1,7 +1,9 @@
--- decide_bind (store.rs), atomically: a live binding stands, otherwise the candidate is bound.
--- KEYS[1] the binding, KEYS[2] the index. ARGV: candidate, expires_at, now, max_records, ttl_ms.
+-- decide_bind (store.rs), atomically: a live binding stands unless it names the key to
+-- replace; otherwise the candidate is bound.
+-- KEYS[1] the binding, KEYS[2] the index.
+-- ARGV: candidate, expires_at, now, max_records, ttl_ms, replace ('' for none).
 local r = redis.call('HMGET', KEYS[1], 'k', 'b', 't')
-if r[1] == 'b' and tonumber(r[3]) > tonumber(ARGV[3]) then
+if r[1] == 'b' and tonumber(r[3]) > tonumber(ARGV[3]) and (ARGV[6] == '' or r[2] ~= ARGV[6]) then
   return {'bound', r[2]}
 end
 if not r[1] then

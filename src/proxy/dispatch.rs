@@ -1,0 +1,142 @@
+//! Steps 4 to 6 for a buffered request: idempotency, the attempts, then the finish (storing
+//! the answer, settling the journal). Two ways in: [`ProxyState::dispatch`] for the app's
+//! requests, which are journaled, and [`ProxyState::resend`] for the resolver's re-sends,
+//! which are not (the resolver holds the entry) and report the journal's verdict instead.
+
+use bytes::Bytes;
+use http_body_util::Full;
+
+use super::{Forwarded, ProxyState};
+use crate::config::RouteSpec;
+use crate::error::ProxyError;
+use crate::idempotency::{Admission, RequestIdentity};
+use crate::inbound::is_idempotent;
+use crate::metrics::Origin;
+use crate::resolver::{self, Verdict};
+use crate::retry::{self, RequestFacts};
+
+impl ProxyState {
+    /// An app's request, all within `deadline`.
+    pub(super) async fn dispatch(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+        route: &RouteSpec,
+        deadline: tokio::time::Instant,
+    ) -> Forwarded {
+        self.exchange(parts, body, route, deadline, true).await.0
+    }
+
+    /// The resolver's re-send of a journaled request, through the whole request path
+    /// (idempotency layer, gates, retries) but not the journal. Returns the journal's verdict
+    /// on it and the attempts it took.
+    pub(crate) async fn resend(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+        route: &RouteSpec,
+        deadline: tokio::time::Instant,
+    ) -> (Verdict, u32) {
+        let (forwarded, verdict) = self.exchange(parts, body, route, deadline, false).await;
+        (verdict, forwarded.attempts)
+    }
+
+    async fn exchange(
+        &self,
+        mut parts: http::request::Parts,
+        body: Bytes,
+        route: &RouteSpec,
+        deadline: tokio::time::Instant,
+        journaled: bool,
+    ) -> (Forwarded, Verdict) {
+        let (uri, budget) = match self.target(&parts, route) {
+            Ok(target) => target,
+            Err(e) => return (Forwarded::refused(e), Verdict::NothingSent),
+        };
+        // What a keyed request is (tenant, method, target, body), computed once: the
+        // idempotency layer and the journal both key on it.
+        let identity = RequestIdentity::of(route, &parts, &body);
+        let m = &self.metrics.idempotency;
+        let admission = self
+            .idempotency
+            .admit(route, m, &mut parts.headers, identity.as_ref(), deadline)
+            .await;
+        let (guard, injected) = match admission {
+            Admission::Forward { guard, injected } => (guard, injected),
+            Admission::Refuse(e) => return (Forwarded::refused(e), Verdict::NothingSent),
+            Admission::Replay { response, injected } => {
+                let verdict = Verdict::Definitive(response.status().as_u16());
+                let forwarded = Forwarded {
+                    result: Ok(response),
+                    attempts: 0,
+                    injected,
+                    origin: Origin::Payguard,
+                };
+                return (forwarded, verdict);
+            }
+        };
+        // Written when the first attempt is about to leave, not before: a request abandoned
+        // while it queues must leave nothing for the resolver to send.
+        let ticket = identity
+            .as_ref()
+            .filter(|_| journaled)
+            .and_then(|identity| {
+                let (journal, spec) = (&self.journal, &self.resolver);
+                resolver::intake::prepare(journal, spec, route, &parts, &body, identity)
+            });
+
+        crate::crash_point!(crate::crashpoints::AFTER_CLAIM);
+        let keyed = route.profile.has_key(&parts.headers);
+        let facts = RequestFacts {
+            replay_safe: is_idempotent(&parts.method) || keyed,
+            keyed,
+            profile: route.profile,
+        };
+        let observer = self.metrics.for_route(&route.name);
+        let finished = retry::send_with_retries(
+            &route.retry,
+            deadline,
+            facts,
+            budget,
+            &self.jitter,
+            &observer,
+            |timeout| {
+                // Each attempt is built afresh from the buffered parts: same method, target,
+                // headers (idempotency key included) and body bytes every time.
+                let attempt = Self::rebuild(&parts, &uri, Full::new(body.clone()));
+                self.gated_attempt(route, attempt, timeout, deadline, ticket.as_ref())
+            },
+        )
+        .await;
+        crate::crash_point!(crate::crashpoints::AFTER_RESPONSE);
+        let verdict = Verdict::of(&finished.outcome, facts);
+        let result = match (finished.outcome, guard) {
+            (Ok(response), Some(guard)) => guard.finish(m, response, deadline).await,
+            (Ok(response), None) => Ok(response),
+            // Dropping the guard releases the key: the outcome is unknown, so the app's retry
+            // must reach the provider, which is the authority on what happened.
+            (Err(e), _) => Err(ProxyError::from(e)),
+        };
+        // A final answer whose body was cut off never reached the app: still in doubt.
+        let verdict = match (&result, verdict) {
+            (Err(ProxyError::OutcomeUnknown { detail, .. }), Verdict::Definitive(_)) => {
+                Verdict::Unknown(detail.clone())
+            }
+            (_, verdict) => verdict,
+        };
+        let (result, verdict) = match ticket {
+            Some(ticket) => {
+                let delivered = self.deliver(ticket, result, verdict, finished.attempts, deadline);
+                delivered.await
+            }
+            None => (result, verdict),
+        };
+        let forwarded = Forwarded {
+            result,
+            attempts: finished.attempts,
+            injected,
+            origin: Origin::Upstream,
+        };
+        (forwarded, verdict)
+    }
+}
