@@ -47,7 +47,7 @@ async fn a_reset_mid_request_executes_nothing_and_the_resend_executes_once() {
         let before = faults.resets();
         let (reply, took) = pay(&proxy, &order, &order).await;
         assert!(took < DEADLINE + SLACK, "answered after {took:?}");
-        assert_payguard_error(&reply, 502, "payguard_upstream_failed");
+        assert_outcome_unknown(&reply, &[502]);
         assert!(
             faults.resets() - before >= 2,
             "payguard retried under its key"

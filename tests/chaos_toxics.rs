@@ -181,10 +181,12 @@ async fn a_slow_close_does_not_hold_up_answers() {
 /// Toxics that starve or cut the provider's reply: the payment may have executed, payguard
 /// answers within the deadline with its own error, and the resend after the toxic is gone
 /// gets the provider's one effect.
-async fn starved_then_recovered(name: &str, toxic: Toxic, expect: (u16, &str)) {
+/// The payment ends "outcome unknown" with one of `statuses` (502, or 504 when its last
+/// attempt timed out), then goes through once the toxic is gone.
+async fn starved_then_recovered(name: &str, toxic: Toxic, statuses: &[u16]) {
     let (provider, noxious, proxy) = setup(vec![toxic]).await;
     let (reply, _) = pay(&proxy, name).await;
-    assert_payguard_error(&reply, expect.0, expect.1);
+    assert_outcome_unknown(&reply, statuses);
     assert!(charges(&provider, name) <= 1);
 
     noxious.clear().await;
@@ -234,7 +236,7 @@ async fn a_black_holed_reply_times_out_within_the_deadline_then_recovers() {
         ToxicKind::Timeout { timeout: 0 },
         StreamDirection::Downstream,
     );
-    starved_then_recovered("black-hole", toxic, (504, "payguard_upstream_timeout")).await;
+    starved_then_recovered("black-hole", toxic, &[504]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,7 +244,8 @@ async fn a_timeout_toxic_that_swallows_data_is_bounded_by_the_deadline_then_reco
     // Data stops flowing; the connection is closed after 300 ms.
     let timeout = ToxicKind::Timeout { timeout: 300 };
     let toxic = toxic("down", timeout, StreamDirection::Downstream);
-    starved_then_recovered("timeout", toxic, (502, "payguard_upstream_failed")).await;
+    // Closed after 300 ms, or cut short by the deadline: either way in doubt.
+    starved_then_recovered("timeout", toxic, &[502, 504]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,5 +253,5 @@ async fn a_reply_cut_by_limit_data_charges_once_then_the_resend_is_replayed() {
     // The connection closes after 100 bytes of the reply: mid-head.
     let limit = ToxicKind::LimitData { bytes: 100 };
     let toxic = toxic("down", limit, StreamDirection::Downstream);
-    starved_then_recovered("limit-data", toxic, (502, "payguard_upstream_failed")).await;
+    starved_then_recovered("limit-data", toxic, &[502]).await;
 }

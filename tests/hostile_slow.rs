@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Short timeouts, so the test waits well under a second for each.
-const SLOW: &str = "[server]\nheader_read_timeout = \"300ms\"\n\
+const SLOW: &str = "[server]\nheader_read_timeout = \"300ms\"\n[rate_limit]\nenabled = false\n\
                     [retry]\nattempt_timeout = \"500ms\"\ndeadline = \"800ms\"";
 
 /// How long past its timeout a slow connection may linger before the test calls it unbounded.

@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use payguard::double::{self, DoubleConfig, EffectKind, Fault};
-use support::resolver::{FAST, metric, payment, rows, wait_for};
+use support::resolver::{FAST, metric, payment, resolving, rows, wait_for};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,7 +17,7 @@ async fn a_charge_whose_reply_is_always_lost_is_resolved_once_and_replayed() {
     // Both attempts execute at the provider, and both replies are lost.
     provider.faults().push(Fault::ResetAfterProcessing);
     provider.faults().push(Fault::ResetAfterProcessing);
-    let proxy = start_proxy(&config_toml(&provider.url(), FAST)).await;
+    let proxy = start_proxy(&config_toml(&provider.url(), &resolving(""))).await;
     let url = proxy.url("/v1/payment_intents");
     let form = "amount=2500&currency=usd&confirm=true";
 
@@ -66,7 +66,7 @@ async fn a_request_the_provider_never_received_is_resent_and_completes_once() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
     provider.faults().push(Fault::ResetBeforeProcessing);
     provider.faults().push(Fault::ResetBeforeProcessing);
-    let proxy = start_proxy(&config_toml(&provider.url(), FAST)).await;
+    let proxy = start_proxy(&config_toml(&provider.url(), &resolving(""))).await;
     let url = proxy.url("/v1/payment_intents");
     let first = send(payment(&url, "order-unseen", "amount=700&currency=usd")).await;
     assert_eq!(first.status, 502);
@@ -87,7 +87,7 @@ async fn resolver_sends_wait_for_the_rate_limiter() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
     let limit = "[rate_limit]\nrate = 4.0\nburst = 1\nadaptive = false\nmax_wait = \"3s\"\n\
                  [breaker]\nenabled = false\n";
-    let toml = config_toml(&provider.url(), &format!("{FAST}{limit}"))
+    let toml = config_toml(&provider.url(), &resolving(limit))
         .replace("max_attempts = 2", "max_attempts = 1")
         // Re-sends start after the app's three requests, which each take a token.
         .replace("base_delay = \"50ms\"", "base_delay = \"1s\"")
@@ -142,7 +142,7 @@ async fn the_resolver_gives_up_when_the_key_window_nears_its_end() {
         provider.faults().push(Fault::Status(503));
     }
     // A 2 s window and a 1 s request deadline: re-sends may start for about a second.
-    let toml = config_toml(&provider.url(), FAST)
+    let toml = config_toml(&provider.url(), &resolving(""))
         .replace("deadline = \"2s\"", "deadline = \"1s\"")
         .replace(
             "interval = \"20ms\"",
@@ -153,7 +153,7 @@ async fn the_resolver_gives_up_when_the_key_window_nears_its_end() {
     let url = proxy.url("/v1/payment_intents");
     let started = Instant::now();
     let first = send(payment(&url, "order-doomed", "amount=1")).await;
-    assert_eq!(first.status, 503);
+    assert_outcome_unknown(&first, &[502]);
 
     let row = wait_for(&proxy.admin.to_string(), "order-doomed", "gave_up").await;
     assert_eq!(row["outcome"], "key_window");
@@ -183,7 +183,7 @@ async fn a_report_only_route_records_and_the_apps_retry_resolves_it() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
     let route = "[[route]]\nname = \"intents\"\nmatch = \"POST /v1/payment_intents\"\n\
                  [route.resolver]\nenabled = false\n";
-    let proxy = start_proxy(&config_toml(&provider.url(), &format!("{FAST}{route}"))).await;
+    let proxy = start_proxy(&config_toml(&provider.url(), &resolving(route))).await;
     let url = proxy.url("/v1/payment_intents");
     provider.faults().push(Fault::ResetAfterProcessing);
     provider.faults().push(Fault::ResetAfterProcessing);
@@ -224,7 +224,7 @@ async fn a_report_only_route_records_and_the_apps_retry_resolves_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn definitive_answers_leave_nothing_in_the_journal() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
-    let proxy = start_proxy(&config_toml(&provider.url(), FAST)).await;
+    let proxy = start_proxy(&config_toml(&provider.url(), &resolving(""))).await;
     let url = proxy.url("/v1/payment_intents");
     assert_eq!(
         send(payment(&url, "ok-1", "amount=1&currency=usd"))
@@ -248,4 +248,54 @@ async fn definitive_answers_leave_nothing_in_the_journal() {
     };
     assert_eq!(send(post("/unresolved/abcdef01/give-up")).await.status, 404);
     assert_eq!(send(post("/unresolved/ab/give-up")).await.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_window_across_keys_an_unknown_outcome_is_reported_never_resent() {
+    // The app could pay again under a new key, and nothing would tie it to this request: a
+    // re-send by payguard could then charge twice. So the entry is only listed.
+    let provider = double::spawn(DoubleConfig::default()).await.unwrap();
+    provider.faults().push(Fault::ResetAfterProcessing);
+    provider.faults().push(Fault::ResetAfterProcessing);
+    let proxy = start_proxy(&config_toml(&provider.url(), FAST)).await;
+    let url = proxy.url("/v1/payment_intents");
+    let first = send(payment(&url, "order-unwindowed", "amount=300&currency=usd")).await;
+    assert_outcome_unknown(&first, &[502]);
+    let row = wait_for(&proxy.admin.to_string(), "order-unwindowed", "pending").await;
+    assert_eq!(row["resend"].as_bool(), Some(false), "{row}");
+    let seen = provider.requests_seen();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        provider.requests_seen(),
+        seen,
+        "nothing sent on payguard's own"
+    );
+    assert_eq!(provider.ledger().count(EffectKind::PaymentIntentCreated), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolver_stops_before_the_duplicate_window_closes() {
+    let provider = double::spawn(DoubleConfig::default()).await.unwrap();
+    for _ in 0..200 {
+        provider.faults().push(Fault::Status(503));
+    }
+    // A 1.5 s window and a 1 s deadline: a re-send may start for about half a second; after
+    // the window the app may pay again under a new key, so payguard must not send it again.
+    let toml = config_toml(&provider.url(), &resolving("[breaker]\nenabled = false\n"))
+        .replace("dedup_window = \"1h\"", "dedup_window = \"1500ms\"")
+        .replace("deadline = \"2s\"", "deadline = \"1s\"");
+    let proxy = start_proxy(&toml).await;
+    let url = proxy.url("/v1/payment_intents");
+    let started = Instant::now();
+    let first = send(payment(&url, "order-window", "amount=2")).await;
+    assert_outcome_unknown(&first, &[502]);
+    let row = wait_for(&proxy.admin.to_string(), "order-window", "gave_up").await;
+    assert_eq!(row["outcome"], "dedup_window");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "before it closed"
+    );
+    let seen = provider.requests_seen();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(provider.requests_seen(), seen, "no sends after giving up");
 }

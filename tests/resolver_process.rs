@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use payguard::double::{self, DoubleConfig, EffectKind, Fault};
 use support::process::{BIN, spawn_payguard};
-use support::resolver::{FAST, payment, wait_for};
+use support::resolver::{FAST, RESENDS, payment, resolving, wait_for};
 use support::*;
 
 /// Runs `payguard unresolved <args>` and returns its stdout; asserts it succeeded.
@@ -35,7 +35,7 @@ async fn a_request_in_flight_when_payguard_is_killed_is_resolved_after_restart()
     let file = dir.path().join("config.toml");
     let extra = format!(
         "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
-         [idempotency]\nstore = \"embedded\"\npath = \"store.redb\"\ncoalesce_wait = \"200ms\"\n{FAST}"
+         [idempotency]\nstore = \"embedded\"\npath = \"store.redb\"\ncoalesce_wait = \"200ms\"\n{RESENDS}{FAST}"
     );
     let toml = config_toml(&provider.url(), &extra).replace("level = \"warn\"", "level = \"info\"");
     std::fs::write(&file, toml).unwrap();
@@ -90,7 +90,7 @@ async fn payguard_unresolved_shows_pending_resolved_and_gave_up() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
     let route = "[[route]]\nname = \"refunds\"\nmatch = \"POST /v1/refunds\"\n\
                  [route.resolver]\nenabled = false\n";
-    let proxy = start_proxy(&config_toml(&provider.url(), &format!("{FAST}{route}"))).await;
+    let proxy = start_proxy(&config_toml(&provider.url(), &resolving(route))).await;
     let admin = proxy.admin.to_string();
 
     // Two report-only refunds left pending, one payment the resolver settles.
@@ -101,10 +101,12 @@ async fn payguard_unresolved_shows_pending_resolved_and_gave_up() {
     ))
     .await;
     let pi = intent.json()["id"].as_str().unwrap().to_owned();
-    for key in ["refund-1", "refund-2"] {
+    // Two different refunds: identical ones under two keys would be one refund to the
+    // duplicate window.
+    for (key, amount) in [("refund-1", 10), ("refund-2", 11)] {
         provider.faults().push(Fault::ResetAfterProcessing);
         provider.faults().push(Fault::ResetAfterProcessing);
-        let form = format!("payment_intent={pi}&amount=10");
+        let form = format!("payment_intent={pi}&amount={amount}");
         assert_eq!(
             send(payment(&proxy.url("/v1/refunds"), key, &form))
                 .await

@@ -5,7 +5,7 @@ mod support;
 
 use payguard::double::{self, DoubleConfig, EffectKind, Fault};
 use support::redis::RedisServer;
-use support::resolver::{FAST, payment, wait_for};
+use support::resolver::{FAST, RESENDS, payment, wait_for};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,7 +15,7 @@ async fn with_the_redis_store_a_lost_charge_is_resolved_and_replayed() {
     provider.faults().push(Fault::ResetAfterProcessing);
     provider.faults().push(Fault::ResetAfterProcessing);
     let extra = format!(
-        "{FAST}[redis]\nurl = \"{}\"\nkey_prefix = \"resolver:\"\n[idempotency]\nstore = \"redis\"\n",
+        "{FAST}[redis]\nurl = \"{}\"\nkey_prefix = \"resolver:\"\n[idempotency]\nstore = \"redis\"\n{RESENDS}",
         redis.url()
     );
     let proxy = start_proxy(&config_toml(&provider.url(), &extra)).await;

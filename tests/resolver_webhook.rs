@@ -15,7 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use payguard::double::{self, DoubleConfig, Fault};
 use payguard::resolver::webhook::signature;
-use support::resolver::{FAST, payment, wait_for};
+use support::resolver::{payment, resolving, wait_for};
 use support::*;
 use tokio::net::TcpListener;
 
@@ -64,7 +64,7 @@ async fn a_resolution_is_notified_signed_and_retried_under_one_event_id() {
         "[resolver.webhook]\nurl = \"{url}\"\nsecret_file = \"{}\"\nbase_delay = \"20ms\"\n",
         dir.path().join("hook.secret").display()
     );
-    let proxy = start_proxy(&config_toml(&provider.url(), &format!("{FAST}{hook}"))).await;
+    let proxy = start_proxy(&config_toml(&provider.url(), &resolving(&hook))).await;
     provider.faults().push(Fault::ResetAfterProcessing);
     provider.faults().push(Fault::ResetAfterProcessing);
     let intents = proxy.url("/v1/payment_intents");

@@ -98,9 +98,10 @@ async fn payguard_errors(sdk: Sdk) {
         &format!("{QUIET_LIMITS}{slow}"),
     ))
     .await;
+    // A keyed request that may have executed: the SDK sees payguard's "outcome unknown".
     let case = Case {
         status: 504,
-        code: "payguard_upstream_timeout",
+        code: "payguard_outcome_unknown",
     };
     check(sdk, proxy.addr.port(), "create", case).await;
 

@@ -68,7 +68,7 @@ async fn the_table_shows_each_routes_retries_and_errors() {
         "{text}"
     );
     assert!(
-        text.contains("limiters: upstream 8.0/s, 0 rejected"),
+        text.contains("limiters: upstream 9.8/s, 0 rejected"),
         "{text}"
     );
     assert!(text.contains("breakers: upstream closed"), "{text}");

@@ -33,7 +33,8 @@ async fn an_upstream_that_stalls_past_the_response_timeout_is_a_504() {
     let proxy = start_proxy(&toml).await;
     let started = std::time::Instant::now();
     let reply = post_form(&proxy.url("/v1/payment_intents"), "amount=100&currency=usd").await;
-    assert_payguard_error(&reply, 504, "payguard_upstream_timeout");
+    // A keyed request (payguard injects a key) that may have executed: outcome unknown.
+    assert_outcome_unknown(&reply, &[504]);
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "took {:?}",

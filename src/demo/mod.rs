@@ -7,9 +7,11 @@
 //! retries of its own (`naive_retries` makes it retry the way the article's loop did, with a
 //! fresh request each time, to show where duplicate charges come from).
 //!
-//! Everything runs on ephemeral loopback ports. Backoff is scaled down from the shipped
-//! defaults (milliseconds instead of hundreds of milliseconds) so the run takes seconds; the
-//! settings used are printed with the results.
+//! Everything runs on ephemeral loopback ports. payguard runs the shipped `config.toml`, with
+//! only its upstream pointed at the double and its store file in a scratch directory, and
+//! time compressed ([`Config::time_compressed`]): every delay divided and every rate
+//! multiplied by [`TIME_COMPRESSION`], so a run of minutes takes seconds with the same
+//! policies a user gets.
 
 mod render;
 mod workload;
@@ -71,24 +73,32 @@ impl Results {
     }
 }
 
-/// The retry settings of the payguard run: the shipped policy's times divided by 20, two more
-/// attempts (at 30% independent faults, four attempts all fail for about 0.8% of orders, six
-/// for under 0.1%), and a budget wide enough for a fault rate this high (the shipped 20% is
-/// meant to stop retry storms in an outage, which is what 30% failures would look like).
-fn config_toml(upstream: &str, seed: u64) -> String {
-    format!(
-        "[upstream]\nurl = \"{upstream}\"\n\
-         [log]\nlevel = \"off\"\n\
-         [idempotency]\nstore = \"memory\"\n\
-         [retry]\nmax_attempts = 6\nbase_delay = \"10ms\"\nmax_delay = \"250ms\"\njitter_seed = {seed}\n\
-         [retry_budget]\nratio = 0.6\n\
-         [rate_limit]\nenabled = false\n"
-    )
+/// How much faster than real time the payguard run goes: 9.8 sends per second become 490, a
+/// 200 ms backoff 4 ms.
+pub const TIME_COMPRESSION: f64 = 50.0;
+
+/// The shipped config, as a user runs it.
+const SHIPPED: &str = include_str!("../../config.toml");
+
+/// The shipped config with its upstream at `upstream` and its store file at `store`, time
+/// compressed: nothing else changes.
+fn shipped_config(upstream: &str, store: &std::path::Path) -> anyhow::Result<Config> {
+    let mut table: toml::Table = toml::from_str(SHIPPED).context("the shipped config.toml")?;
+    let mut set = |section: &str, key: &str, value: toml::Value| {
+        if let Some(toml::Value::Table(t)) = table.get_mut(section) {
+            t.insert(key.to_owned(), value);
+        }
+    };
+    set("upstream", "url", upstream.into());
+    set("idempotency", "path", store.display().to_string().into());
+    let text = toml::to_string(&table).context("writing the demo's config")?;
+    let config = Config::parse(&text, "the shipped config.toml", None)?;
+    Ok(config.time_compressed(TIME_COMPRESSION))
 }
 
-/// A one-line summary of [`config_toml`]'s settings, printed beside the results.
-pub const SETTINGS: &str = "payguard settings: 6 attempts, full-jitter backoff 10ms..250ms, \
-     retry budget 60%, breaker on, limiter off (the double has no rate limit)";
+/// A one-line summary of the payguard run's settings, printed beside the results.
+pub const SETTINGS: &str = "payguard settings: the shipped config.toml, time compressed 50x \
+     (every delay /50, every rate x50; 7 attempts, budget 50%, limiter 9.8/s -> 490/s, breaker on)";
 
 /// Runs both workloads; `progress(stage, done, total)` is called as orders finish.
 pub async fn run(
@@ -118,12 +128,8 @@ pub async fn run(
     provider.shutdown().await;
 
     let provider = provider_with(profile).await?;
-    let config = Config::parse(
-        &config_toml(&provider.url(), options.seed),
-        "demo config",
-        None,
-    )
-    .context("the demo's own config")?;
+    let scratch = Scratch::new()?;
+    let config = shipped_config(&provider.url(), &scratch.0.join("idempotency.redb"))?;
     let server = Server::with_listeners(
         &config,
         TcpListener::bind("127.0.0.1:0").await?,
@@ -150,6 +156,28 @@ pub async fn run(
         payguard: guarded,
         report,
     })
+}
+
+/// A directory of the demo's own for the embedded store, removed when the demo ends.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Scratch> {
+        let name = format!(
+            "payguard-demo-{}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&dir).context("creating the demo's scratch directory")?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A fresh double with the fault profile, so both runs meet the same seeded fault sequence.

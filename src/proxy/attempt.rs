@@ -24,10 +24,11 @@ use crate::upstream::{OutBody, Upstream};
 /// in-flight and rate-limit statuses need it).
 const ERROR_PEEK_LIMIT: usize = 64 * 1024;
 
-/// A turn at the gates must leave at least this much of the deadline for the send itself:
-/// an attempt granted with less would most likely time out after sending, leaving its
-/// outcome unknown, where a refusal leaves nothing sent.
-const SEND_RESERVE: Duration = Duration::from_secs(1);
+/// A turn at the gates must leave at least this share of the attempt timeout of the deadline
+/// for the send itself (1 s of the shipped 20 s): an attempt granted with less would most
+/// likely time out after sending, leaving its outcome unknown, where a refusal leaves nothing
+/// sent.
+const SEND_RESERVE: u32 = 20;
 
 impl ProxyState {
     /// The upstream URI of a request on `route`, and that upstream's retry budget.
@@ -61,7 +62,7 @@ impl ProxyState {
 
     /// One attempt through the gates of `route` and its upstream: breakers admit it and
     /// limiters grant it a send time, queueing as long as the request's `deadline` allows
-    /// (less [`SEND_RESERVE`]); then its journal `ticket` (if any) is written, and it is sent,
+    /// (less a [`SEND_RESERVE`]th of the attempt timeout); then its journal `ticket` (if any) is written, and it is sent,
     /// waiting at most `timeout` for the answer and never past the deadline.
     pub(super) async fn gated_attempt<B: OutBody>(
         &self,
@@ -73,7 +74,7 @@ impl ProxyState {
     ) -> Result<Response<ProxyBody>, AttemptError> {
         let queue = deadline
             .saturating_duration_since(tokio::time::Instant::now())
-            .saturating_sub(SEND_RESERVE);
+            .saturating_sub(route.retry.attempt_timeout / SEND_RESERVE);
         let passage = self
             .gates
             .pass(&route.name, route.upstream, queue, &self.metrics.limits)

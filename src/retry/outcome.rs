@@ -20,20 +20,22 @@ use http::Response;
 use super::classify::{AttemptError, ProviderErrorCode, RequestFacts};
 
 /// Whether an outcome is the provider's final word on a keyed request: an answer that is not
-/// a 429 (nothing executed), a 5xx or the in-flight answer; or a replay of the provider's own
-/// record, whatever its status (a 500 saved under the key stays that key's answer).
+/// a 429 (nothing executed), a 5xx or the in-flight answer; a 5xx the provider marks as not to
+/// be retried (Stripe's `Stripe-Should-Retry: false`: it knows it failed for good); or a
+/// replay of the provider's own record, whatever its status (a 500 saved under the key stays
+/// that key's answer).
 pub fn settled<B>(outcome: &Result<Response<B>, AttemptError>, facts: RequestFacts) -> bool {
     let Ok(response) = outcome else {
         return false;
     };
-    let status = response.status();
+    let (status, profile) = (response.status(), facts.profile);
     let code = response.extensions().get::<ProviderErrorCode>();
-    facts.profile.is_replay(response.headers())
-        || !(status.as_u16() == 429
-            || status.is_server_error()
-            || facts
-                .profile
-                .is_in_flight(status, code.map(|c| c.0.as_str())))
+    if status.as_u16() == 429 {
+        return profile.is_replay(response.headers());
+    }
+    profile.is_replay(response.headers())
+        || profile.should_retry(response.headers()) == Some(false)
+        || !(status.is_server_error() || profile.is_in_flight(status, code.map(|c| c.0.as_str())))
 }
 
 /// Why an outcome may have executed without a final answer, if it may have.

@@ -169,6 +169,21 @@ where
     }
 }
 
+/// Asserts a response is payguard's "outcome unknown" answer to a keyed request that may have
+/// executed: 502 (or 504 when its last doubt was a timeout, per `statuses`), marked so, and
+/// telling the SDK to retry under the same key.
+pub fn assert_outcome_unknown(reply: &Reply, statuses: &[u16]) {
+    assert!(
+        statuses.contains(&reply.status.as_u16()),
+        "{}: {}",
+        reply.status,
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_payguard_error(reply, reply.status.as_u16(), "payguard_outcome_unknown");
+    assert_eq!(reply.headers["payguard-outcome"], "unknown");
+    assert_eq!(reply.headers["stripe-should-retry"], "true");
+}
+
 /// Asserts a response is one payguard made itself, Stripe-shaped, with the given code.
 pub fn assert_payguard_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!(

@@ -11,6 +11,16 @@ pub const FAST: &str = "[resolver]\ninterval = \"20ms\"\nbase_delay = \"50ms\"\n
      [retry]\nmax_attempts = 2\nbase_delay = \"5ms\"\nmax_delay = \"10ms\"\njitter_seed = 1\n\
      attempt_timeout = \"1s\"\ndeadline = \"2s\"\n";
 
+/// The `[idempotency]` keys that let the resolver re-send a keyed payment on the default
+/// route: a duplicate window across keys, so that an app paying again under a new key joins
+/// the entry instead of paying twice. Without them payguard only records and reports.
+pub const RESENDS: &str = "dedup_window = \"1h\"\ndedup_across_keys = true\n";
+
+/// [`FAST`] with the memory store and [`RESENDS`]: what most resolver tests run.
+pub fn resolving(extra: &str) -> String {
+    format!("[idempotency]\nstore = \"memory\"\n{RESENDS}{FAST}{extra}")
+}
+
 /// A payment intent POST with an API key and an idempotency key, as an SDK sends it.
 pub fn payment(url: &str, key: &str, form: &str) -> Request<Full<Bytes>> {
     Request::post(url)
