@@ -6,7 +6,6 @@
 //! into the [`Config`] the rest of payguard uses. Every problem is reported with the dotted key
 //! and the line it sits on, so `payguard check` can point at the exact spot in the file.
 
-mod compress;
 mod duration;
 mod idempotency;
 mod limits;
@@ -14,6 +13,7 @@ mod location;
 mod redis;
 mod resolver;
 mod retry;
+mod shipped;
 mod upstreams;
 mod validate;
 mod webhook;

@@ -77,25 +77,6 @@ impl Results {
 /// 200 ms backoff 4 ms.
 pub const TIME_COMPRESSION: f64 = 50.0;
 
-/// The shipped config, as a user runs it.
-const SHIPPED: &str = include_str!("../../config.toml");
-
-/// The shipped config with its upstream at `upstream` and its store file at `store`, time
-/// compressed: nothing else changes.
-fn shipped_config(upstream: &str, store: &std::path::Path) -> anyhow::Result<Config> {
-    let mut table: toml::Table = toml::from_str(SHIPPED).context("the shipped config.toml")?;
-    let mut set = |section: &str, key: &str, value: toml::Value| {
-        if let Some(toml::Value::Table(t)) = table.get_mut(section) {
-            t.insert(key.to_owned(), value);
-        }
-    };
-    set("upstream", "url", upstream.into());
-    set("idempotency", "path", store.display().to_string().into());
-    let text = toml::to_string(&table).context("writing the demo's config")?;
-    let config = Config::parse(&text, "the shipped config.toml", None)?;
-    Ok(config.time_compressed(TIME_COMPRESSION))
-}
-
 /// A one-line summary of the payguard run's settings, printed beside the results.
 pub const SETTINGS: &str = "payguard settings: the shipped config.toml, time compressed 50x \
      (every delay /50, every rate x50; 7 attempts, budget 50%, limiter 9.8/s -> 490/s, breaker on)";
@@ -129,7 +110,8 @@ pub async fn run(
 
     let provider = provider_with(profile).await?;
     let scratch = Scratch::new()?;
-    let config = shipped_config(&provider.url(), &scratch.0.join("idempotency.redb"))?;
+    let store = scratch.0.join("idempotency.redb");
+    let config = Config::shipped(&provider.url(), &store)?.time_compressed(TIME_COMPRESSION);
     let server = Server::with_listeners(
         &config,
         TcpListener::bind("127.0.0.1:0").await?,

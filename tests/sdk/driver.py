@@ -5,6 +5,9 @@ calls `main(Api)`. Standard library only, so it never decides which `stripe` is 
     python3 sdk.py <port> flow <max_network_retries> <orders> <order-prefix>
         For each order: create a payment intent, confirm it, read it back, refund it. Prints
         one JSON line per order: the ids, or the error that stopped it.
+    python3 sdk.py <port> orders <max_network_retries> <orders> <order-prefix> <workers>
+        Payment-intent orders, each created and confirmed in one call, from `workers` threads
+        at once. Prints one JSON line per order: its intent, or the error that stopped it.
     python3 sdk.py <port> error <call>
         Makes one call (with retries off) that payguard answers with its own error, and prints
         the exception the SDK raised: `create` creates a payment intent; `in_use` sends two
@@ -49,6 +52,37 @@ def flow(api, orders, prefix):
         print(json.dumps(line), flush=True)
 
 
+def many_orders(api, count, prefix, workers):
+    lock = threading.Lock()
+    todo = iter(range(int(count)))
+
+    def work():
+        while True:
+            with lock:
+                i = next(todo, None)
+            if i is None:
+                return
+            order = f"{prefix}-{i}"
+            params = {
+                "amount": 1000 + i,
+                "currency": "usd",
+                "confirm": "true",
+                "metadata": {"order_id": order},
+            }
+            try:
+                line = {"ok": True, "order": order, "intent": api.create(params).id}
+            except api.error as err:
+                line = {"order": order, **describe(api, err)}
+            with lock:
+                print(json.dumps(line), flush=True)
+
+    threads = [threading.Thread(target=work) for _ in range(int(workers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def error(api, call):
     params = {"amount": 2000, "currency": "usd", "metadata": {"order_id": f"err-{call}"}}
     try:
@@ -78,8 +112,11 @@ def _ignore(api, params, key):
 def main(make_api):
     port, mode, *rest = sys.argv[1:]
     if mode == "flow":
-        retries, orders, prefix = rest
-        flow(make_api(port, int(retries)), orders, prefix)
+        retries, count, prefix = rest
+        flow(make_api(port, int(retries)), count, prefix)
+    elif mode == "orders":
+        retries, count, prefix, workers = rest
+        many_orders(make_api(port, int(retries)), count, prefix, workers)
     elif mode == "error":
         (call,) = rest
         error(make_api(port, 0), call)

@@ -1,7 +1,8 @@
-//! Time compression of a validated config: every delay, timeout and window divided by a
-//! factor, every rate multiplied by it. The demo, the scenario benchmark and the tests that
-//! run the shipped `config.toml` use it to run minutes of behaviour in seconds without
-//! changing a single policy: compression is the only change they may make.
+//! The shipped `config.toml` as the demo and the tests run it: pointed at a test upstream,
+//! its store file in a scratch place, and nothing else changed ([`Config::shipped`]); and time
+//! compression of a validated config ([`Config::time_compressed`]): every delay, timeout and
+//! window divided by a factor, every rate multiplied by it, so minutes of behaviour run in
+//! seconds without changing a single policy. Compression is the only change they may make.
 //!
 //! What is not compressed, and why: the provider's key window and the replay TTL (a day; no
 //! run lasts that long, so they never act either way), the summaries' `keep_finished`, idle
@@ -10,14 +11,42 @@
 //! multiplies, so they close sooner anyway). The retry budget's window cannot go below tower's
 //! 1 s floor; its `min_per_second` is multiplied like any rate.
 
+use std::path::Path;
 use std::time::Duration;
 
-use super::{Config, RouteSpec};
+use super::{Config, ConfigError, ConfigIssue, RouteSpec};
 use crate::breaker::BreakerSpec;
 use crate::ratelimit::LimitSpec;
 use crate::retry::RetryPolicy;
 
+/// The shipped config file.
+pub const SHIPPED: &str = include_str!("../../config.toml");
+
 impl Config {
+    /// The shipped `config.toml` with its default upstream at `upstream` and its embedded
+    /// store's file at `store`: what a user runs, against a test double.
+    pub fn shipped(upstream: &str, store: &Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: "the shipped config.toml".into(),
+            issues: vec![ConfigIssue {
+                key: String::new(),
+                line: None,
+                message,
+            }],
+        };
+        let mut table: toml::Table = toml::from_str(SHIPPED).map_err(|e| invalid(e.to_string()))?;
+        for (section, key, value) in [
+            ("upstream", "url", upstream.to_owned()),
+            ("idempotency", "path", store.display().to_string()),
+        ] {
+            if let Some(toml::Value::Table(t)) = table.get_mut(section) {
+                t.insert(key.to_owned(), value.into());
+            }
+        }
+        let text = toml::to_string(&table).map_err(|e| invalid(e.to_string()))?;
+        Config::parse(&text, "the shipped config.toml", None)
+    }
+
     /// This config with time running `factor` times faster (`factor` at least 1).
     pub fn time_compressed(mut self, factor: f64) -> Config {
         let k = factor.max(1.0);
@@ -83,8 +112,7 @@ mod tests {
 
     #[test]
     fn the_shipped_config_compressed_keeps_its_policies() {
-        let text = include_str!("../../config.toml");
-        let shipped = Config::parse(text, "config.toml", None).unwrap();
+        let shipped = Config::parse(SHIPPED, "config.toml", None).unwrap();
         let fast = shipped.clone().time_compressed(50.0);
         assert_eq!(
             fast.default_retry.max_attempts,
