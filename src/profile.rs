@@ -95,7 +95,9 @@ pub static STRIPE: Profile = Profile {
     key_header: IDEMPOTENCY_KEY,
     key_methods: &[Method::POST],
     max_key_len: 255,
-    scope_headers: &["stripe-account"],
+    // Connect names the account with Stripe-Account; newer APIs (organizations, accounts v2)
+    // with Stripe-Context, which supersedes it when both are sent. Either selects the tenant.
+    scope_headers: &["stripe-account", "stripe-context"],
     should_retry_header: Some(HeaderName::from_static("stripe-should-retry")),
     in_flight: Answer {
         status: StatusCode::CONFLICT,

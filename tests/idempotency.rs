@@ -137,6 +137,39 @@ async fn the_same_key_under_two_api_keys_is_two_requests() {
 }
 
 #[tokio::test]
+async fn the_same_key_for_two_accounts_of_one_api_key_is_two_requests() {
+    // One platform key acting for two accounts, each named by the header its API uses:
+    // `Stripe-Account` (Connect) or `Stripe-Context` (organizations, accounts v2).
+    let provider = double::spawn(DoubleConfig::default()).await.unwrap();
+    let proxy = start_proxy(&config_toml(&provider.url(), "")).await;
+    let url = proxy.url("/v1/payment_intents");
+    for header in ["stripe-context", "stripe-account"] {
+        let pay = |account: &'static str| {
+            let mut request = post(
+                &url,
+                "sk_test_platform",
+                Some(&format!("shared-{header}")),
+                "amount=100&currency=usd",
+            );
+            let value = http::HeaderValue::from_static(account);
+            request.headers_mut().insert(header, value);
+            send(request)
+        };
+        let a = pay("acct_a").await;
+        let b = pay("acct_b").await;
+        assert_eq!((a.status.as_u16(), b.status.as_u16()), (200, 200));
+        assert!(
+            !replayed(&b),
+            "{header}: account b was served account a's record"
+        );
+        assert_ne!(a.json()["id"], b.json()["id"]);
+        let again = pay("acct_b").await;
+        assert!(replayed(&again), "{header}: the same account is replayed");
+    }
+    assert_eq!(provider.ledger().count(EffectKind::PaymentIntentCreated), 4);
+}
+
+#[tokio::test]
 async fn records_survive_a_restart_on_the_embedded_store() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -97,10 +97,13 @@ impl Provider {
     }
 
     /// Where keys and objects live: the API key, plus the header that names the account acted
-    /// for (`Stripe-Account`, `PayPal-Auth-Assertion`); the draft scopes by credentials alone.
+    /// for (`PayPal-Auth-Assertion`; Stripe's `Stripe-Context`, which supersedes
+    /// `Stripe-Account` when both are sent); the draft scopes by credentials alone.
     pub(crate) fn scope(self, api_key: String, request: &SeenRequest) -> String {
         let account = match self {
-            Provider::Stripe => request.header("stripe-account"),
+            Provider::Stripe => request
+                .header("stripe-context")
+                .or_else(|| request.header("stripe-account")),
             Provider::Ietf => None,
             Provider::PayPal => request.header("paypal-auth-assertion"),
         };

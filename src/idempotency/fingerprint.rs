@@ -2,7 +2,8 @@
 //! clear: the API key only ever exists here as part of a SHA-256 input.
 //!
 //! - The **scope** is the tenant: the `Authorization` header (which carries the API key) plus
-//!   the profile's account headers (Stripe: `Stripe-Account`). Records of one scope can never be reached from another, because the
+//!   the profile's account headers (Stripe: `Stripe-Account` and `Stripe-Context`). Records
+//!   of one scope can never be reached from another, because the
 //!   scope is part of every record key.
 //! - The **record key** names one idempotency key within a scope.
 //! - The **fingerprint** is what the key was first used for: method, path with query, body.
