@@ -47,9 +47,12 @@ pub struct Profile {
     /// sees what the provider would say now. (A duplicate that waited for the first request
     /// still gets that request's answer: it is the latest state.)
     pub replays: bool,
-    /// Final answers the provider does not keep under a key (so payguard does not either):
-    /// the request may be corrected or simply sent again with the same key.
-    pub unsaved: &'static [u16],
+    /// The error answers the provider keeps under a key, beside every 2xx: what its endpoint
+    /// decided once it executed (a decline, a missing resource). Anything else (a validation
+    /// 400, 401, 403, 408, 409, 421, 425, 429, 5xx) it does not keep, so payguard does not
+    /// replay it either: the request may be corrected or simply sent again with the same key.
+    /// A list of what is kept, not of what is not, so an unforeseen status is never replayed.
+    pub saved_errors: &'static [u16],
     /// How the provider's error bodies look, and so how payguard shapes its own.
     pub errors: ErrorStyle,
     /// How long the provider keeps a key: payguard's default replay time and the resolver's
@@ -110,7 +113,7 @@ pub static STRIPE: Profile = Profile {
     mismatch: StatusCode::BAD_REQUEST,
     replayed_header: Some((HeaderName::from_static("idempotent-replayed"), "true")),
     replays: true,
-    unsaved: &[400, 401, 403, 409, 429],
+    saved_errors: &[402, 404, 422],
     errors: ErrorStyle::Stripe,
     key_window: Duration::from_secs(24 * 3600),
     rate: 9.8,
@@ -140,7 +143,7 @@ pub static IETF: Profile = Profile {
     mismatch: StatusCode::UNPROCESSABLE_ENTITY,
     replayed_header: None,
     replays: true,
-    unsaved: &[400, 401, 403, 409, 422, 429],
+    saved_errors: &[402, 404],
     errors: ErrorStyle::Problem,
     key_window: Duration::from_secs(24 * 3600),
     rate: 8.0,
@@ -176,7 +179,7 @@ pub static PAYPAL: Profile = Profile {
     mismatch: StatusCode::UNPROCESSABLE_ENTITY,
     replayed_header: None,
     replays: false,
-    unsaved: &[400, 401, 403, 409, 422, 429],
+    saved_errors: &[402, 404],
     errors: ErrorStyle::PayPal,
     key_window: Duration::from_secs(6 * 3600),
     rate: 8.0,
@@ -241,8 +244,7 @@ impl Profile {
 
     /// Whether the provider keeps a final answer of this status under its key.
     pub fn saves(&self, status: StatusCode) -> bool {
-        (status.is_success() || status.is_client_error())
-            && !self.unsaved.contains(&status.as_u16())
+        status.is_success() || self.saved_errors.contains(&status.as_u16())
     }
 
     /// The error code of a body in this provider's error shape, if it is one.

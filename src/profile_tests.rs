@@ -106,6 +106,11 @@ fn saved_answers_and_replay_markers() {
             profile.name
         );
         assert!(!profile.saves(StatusCode::BAD_GATEWAY), "{}", profile.name);
+        // Answers no provider keeps under a key: never replayed for a day.
+        for status in [400, 401, 403, 408, 421, 425, 499] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert!(!profile.saves(status), "{} {status}", profile.name);
+        }
     }
     // A 422 is the draft's mismatch (and PayPal's business-rule failure): not kept.
     assert!(STRIPE.saves(StatusCode::UNPROCESSABLE_ENTITY));
