@@ -58,6 +58,10 @@ pub struct Profile {
     /// How long the provider keeps a key: payguard's default replay time and the resolver's
     /// limit for re-sends.
     pub key_window: Duration,
+    /// The longest any of the provider's APIs documents keeping a key: a configured
+    /// `key_window` beyond it would let the resolver re-send after the provider forgot the key,
+    /// and so execute the request a second time.
+    pub longest_key_window: Duration,
     /// The default client-side limit, as sends per second and burst.
     pub rate: f64,
     pub burst: u32,
@@ -116,6 +120,7 @@ pub static STRIPE: Profile = Profile {
     saved_errors: &[402, 404, 422],
     errors: ErrorStyle::Stripe,
     key_window: Duration::from_secs(24 * 3600),
+    longest_key_window: Duration::from_secs(24 * 3600),
     rate: 9.8,
     burst: 1,
 };
@@ -146,6 +151,8 @@ pub static IETF: Profile = Profile {
     saved_errors: &[402, 404],
     errors: ErrorStyle::Problem,
     key_window: Duration::from_secs(24 * 3600),
+    // The draft leaves expiry to each server: bounded only by payguard's own limit.
+    longest_key_window: Duration::from_secs(90 * 24 * 3600),
     rate: 8.0,
     burst: 2,
 };
@@ -182,6 +189,8 @@ pub static PAYPAL: Profile = Profile {
     saved_errors: &[402, 404],
     errors: ErrorStyle::PayPal,
     key_window: Duration::from_secs(6 * 3600),
+    // Payments v2 keeps ids for 45 days.
+    longest_key_window: Duration::from_secs(45 * 24 * 3600),
     rate: 8.0,
     burst: 2,
 };

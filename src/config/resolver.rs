@@ -226,6 +226,26 @@ mod tests {
     }
 
     #[test]
+    fn no_window_may_outlast_the_providers() {
+        let parse = |extra: &str| {
+            let text = format!("[upstream]\nurl = \"http://127.0.0.1:1\"\n{extra}");
+            crate::config::Config::parse(&text, "test", None)
+        };
+        let err = parse("key_window = \"48h\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("`upstream.key_window`") && err.contains("stripe"),
+            "{err}"
+        );
+        let err = parse("[resolver]\nkey_window = \"25h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`resolver.key_window`"), "{err}");
+        // Shorter is allowed; PayPal's Payments v2 keeps ids for 45 days.
+        assert!(parse("key_window = \"12h\"\n[resolver]\nkey_window = \"6h\"\n").is_ok());
+        assert!(parse("profile = \"paypal\"\nkey_window = \"30d\"\n").is_ok());
+    }
+
+    #[test]
     fn key_files_need_64_hex_digits() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");

@@ -226,6 +226,15 @@ fn one(
             format!("{at}.key_window"),
             "must be from 1s to 90 days".into(),
         );
+    } else if key_window > profile.longest_key_window {
+        issue(
+            format!("{at}.key_window"),
+            format!(
+                "must not exceed how long {} keeps keys ({}): a re-send after that could execute the request again",
+                profile.name,
+                humantime::format_duration(profile.longest_key_window)
+            ),
+        );
     }
     // Top-level tables keep their historical names in messages.
     let (limit_at, breaker_at) = match name {

@@ -166,6 +166,20 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
     );
     let idempotency = idem::spec(&raw.idempotency, base_dir, redis.is_some(), &mut issue);
     let mut resolver = resolver_config::spec(&raw.resolver, base_dir, &mut issue);
+    // The resolver's window applies to every upstream's requests: longer than the shortest
+    // key window, it would re-send after that provider forgot the key.
+    let shortest = upstreams.iter().flatten().map(|u| u.key_window).min();
+    if let (Some(window), Some(shortest)) = (resolver.key_window, shortest) {
+        if window > shortest {
+            issue(
+                "resolver.key_window".into(),
+                format!(
+                    "must not exceed the shortest upstream key window ({})",
+                    humantime::format_duration(shortest)
+                ),
+            );
+        }
+    }
     let default_idempotency = idem::route_policy(
         &idem::builtin_route_policy(),
         &raw.idempotency.route_defaults(),
