@@ -92,6 +92,9 @@ fn readiness(state: &ProxyState) -> Response<Full<Bytes>> {
     if store_failing {
         degraded.push("idempotency store failing (routes fail open: forwarding with keys)".into());
     }
+    if state.idempotency().full() {
+        degraded.push("idempotency store full (max_records): new keys go out without payguard's dedup, keyless requests on windowed routes are refused".into());
+    }
     for limiter in state.gates().degraded() {
         degraded.push(format!(
             "rate limiter {limiter} cannot reach Redis (limiting locally at its fallback rate)"

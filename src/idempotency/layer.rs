@@ -51,6 +51,8 @@ pub(super) struct Inner {
     /// Wakes duplicates waiting on a key in this process when its holder finishes.
     waiters: Mutex<HashMap<Digest, Arc<Notify>>>,
     healthy: AtomicBool,
+    /// Set when the store refused a new record for being full, until one fits again.
+    full: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -64,12 +66,20 @@ impl Idempotency {
             clock: Clock::new(),
             waiters: Mutex::new(HashMap::new()),
             healthy: AtomicBool::new(true),
+            full: AtomicBool::new(false),
         }))
     }
 
     /// False after a store operation failed, until one succeeds again; `/readyz` reports it.
     pub fn healthy(&self) -> bool {
         self.0.healthy.load(Ordering::Relaxed)
+    }
+
+    /// True after the store refused a new record for being full, until a new one fits; while
+    /// it lasts new keys go out without payguard's dedup, and keyless requests on windowed
+    /// routes are refused. `/readyz` reports it.
+    pub fn full(&self) -> bool {
+        self.0.full.load(Ordering::Relaxed)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -108,8 +118,21 @@ impl Idempotency {
                 }
             }
         }
-        if let Err(e @ StoreError::Full(_)) = &result {
-            tracing::warn!(op = name, error = %e, "idempotency store operation failed");
+        match &result {
+            Err(e @ StoreError::Full(_)) => {
+                if !self.0.full.swap(true, Ordering::Relaxed) {
+                    m.store_full.set(1);
+                    tracing::warn!(op = name, error = %e, "idempotency store full: new keys go out without payguard's dedup until records expire");
+                }
+            }
+            // A claim or binding written: there is room again.
+            Ok(_) if matches!(name, "claim" | "bind") => {
+                if self.0.full.swap(false, Ordering::Relaxed) {
+                    m.store_full.set(0);
+                    tracing::info!("idempotency store has room again");
+                }
+            }
+            _ => {}
         }
         result
     }

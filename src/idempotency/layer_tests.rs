@@ -109,6 +109,35 @@ async fn a_full_store_forwards_without_making_payguard_unready() {
         "full: forwarded undeduplicated"
     );
     assert!(idem.healthy());
+    // But it shows: in the gauge, and in what /readyz reads.
+    assert!(idem.full());
+    assert_eq!(m.idempotency.store_full.get(), 1);
+}
+
+#[tokio::test]
+async fn a_keyless_request_on_a_windowed_route_fails_closed_when_it_cannot_be_bound() {
+    let (idem, m) = (layer(1), Metrics::new([]).unwrap());
+    let mut spec = route();
+    spec.idempotency.dedup_window = Some(Duration::from_secs(600));
+    // One record fills the store.
+    assert!(matches!(admit(&idem, &m, "a").await, Admission::Forward { .. }));
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_static("Bearer sk_test_w"));
+    let identity = RequestIdentity {
+        scope: fingerprint::scope(&headers, &[]),
+        fingerprint: fingerprint::fingerprint(&Method::POST, "/v1/refunds", b"amount=1"),
+        windowed: true,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let admission = idem
+        .admit(&spec, &m.idempotency, &mut headers, Some(&identity), deadline)
+        .await;
+    // Under a fresh key its resend could not be told from a new refund: nothing is sent.
+    assert!(
+        matches!(admission, Admission::Refuse(ProxyError::StoreUnavailable(_))),
+        "refused"
+    );
+    assert!(headers.get("idempotency-key").is_none(), "no key was made up for it");
 }
 
 /// A body whose bytes never come.

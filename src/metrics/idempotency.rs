@@ -24,6 +24,8 @@ pub struct IdempotencyMetrics {
     pub records: IntGauge,
     /// 1 while the store answers, 0 after a failure until an operation succeeds again.
     pub store_healthy: IntGauge,
+    /// 1 after the store refused a new record for being full, until one fits again.
+    pub store_full: IntGauge,
 }
 
 impl IdempotencyMetrics {
@@ -81,6 +83,11 @@ impl IdempotencyMetrics {
                 r,
                 "payguard_idempotency_store_healthy",
                 "1 while the idempotency store answers; 0 after a failure, until an operation succeeds.",
+            )?,
+            store_full: gauge(
+                r,
+                "payguard_idempotency_store_full",
+                "1 after the idempotency store refused a new record for being full (max_records), until one fits again.",
             )?,
         };
         metrics.store_healthy.set(1);
