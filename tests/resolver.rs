@@ -299,3 +299,27 @@ async fn the_resolver_stops_before_the_duplicate_window_closes() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(provider.requests_seen(), seen, "no sends after giving up");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_off_on_its_way_leaves_the_request_pending() {
+    // The provider executes and starts answering, then the body is cut half way: the app
+    // never got the answer, so the journal must not take the head for a definitive answer.
+    let provider = double::spawn(DoubleConfig::default()).await.unwrap();
+    let proxy = start_proxy(&config_toml(&provider.url(), FAST)).await;
+    let url = proxy.url("/v1/payment_intents");
+    provider.faults().push(Fault::TruncatedBody);
+    let form = "amount=640&currency=usd";
+    let first = send(payment(&url, "order-cut", form)).await;
+    assert_outcome_unknown(&first, &[502]);
+    let admin = proxy.admin.to_string();
+    let row = wait_for(&admin, "order-cut", "pending").await;
+    assert!(
+        row["last_error"].as_str().unwrap().contains("cut off"),
+        "{row}"
+    );
+    // The app's retry under the key gets the provider's record: resolved, charged once.
+    let retry = send(payment(&url, "order-cut", form)).await;
+    assert_eq!(retry.status, 200);
+    wait_for(&admin, "order-cut", "resolved").await;
+    assert_eq!(provider.ledger().count(EffectKind::PaymentIntentCreated), 1);
+}

@@ -120,9 +120,15 @@ async fn a_keyless_request_on_a_windowed_route_fails_closed_when_it_cannot_be_bo
     let mut spec = route();
     spec.idempotency.dedup_window = Some(Duration::from_secs(600));
     // One record fills the store.
-    assert!(matches!(admit(&idem, &m, "a").await, Admission::Forward { .. }));
+    assert!(matches!(
+        admit(&idem, &m, "a").await,
+        Admission::Forward { .. }
+    ));
     let mut headers = HeaderMap::new();
-    headers.insert("authorization", HeaderValue::from_static("Bearer sk_test_w"));
+    headers.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer sk_test_w"),
+    );
     let identity = RequestIdentity {
         scope: fingerprint::scope(&headers, &[]),
         fingerprint: fingerprint::fingerprint(&Method::POST, "/v1/refunds", b"amount=1"),
@@ -130,14 +136,26 @@ async fn a_keyless_request_on_a_windowed_route_fails_closed_when_it_cannot_be_bo
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let admission = idem
-        .admit(&spec, &m.idempotency, &mut headers, Some(&identity), deadline)
+        .admit(
+            &spec,
+            &m.idempotency,
+            &mut headers,
+            Some(&identity),
+            deadline,
+        )
         .await;
     // Under a fresh key its resend could not be told from a new refund: nothing is sent.
     assert!(
-        matches!(admission, Admission::Refuse(ProxyError::StoreUnavailable(_))),
+        matches!(
+            admission,
+            Admission::Refuse(ProxyError::StoreUnavailable(_))
+        ),
         "refused"
     );
-    assert!(headers.get("idempotency-key").is_none(), "no key was made up for it");
+    assert!(
+        headers.get("idempotency-key").is_none(),
+        "no key was made up for it"
+    );
 }
 
 /// A body whose bytes never come.

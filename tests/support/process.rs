@@ -11,6 +11,35 @@ use tokio::task::JoinHandle;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_payguard");
 
+/// The binary the process tests run: `PAYGUARD_BIN` when set (e.g. the release build, to test
+/// what ships), else the one cargo built for the tests.
+pub fn bin() -> String {
+    std::env::var("PAYGUARD_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
+
+/// The shipped `config.toml` in `dir`, unchanged but for its upstream, its store file (in
+/// `dir`) and its listeners (ephemeral loopback ports): what a user runs, against a double.
+pub fn shipped_config_file(dir: &Path, upstream: &str) -> std::path::PathBuf {
+    let mut table: toml::Table = toml::from_str(payguard::config::SHIPPED).unwrap();
+    let mut set = |section: &str, key: &str, value: &str| {
+        let toml::Value::Table(t) = table.get_mut(section).unwrap() else {
+            panic!("{section} is a table")
+        };
+        t.insert(key.to_owned(), value.into());
+    };
+    set("upstream", "url", upstream);
+    set(
+        "idempotency",
+        "path",
+        &dir.join("store.redb").display().to_string(),
+    );
+    set("listen", "proxy", "127.0.0.1:0");
+    set("listen", "admin", "127.0.0.1:0");
+    let file = dir.join("config.toml");
+    std::fs::write(&file, toml::to_string(&table).unwrap()).unwrap();
+    file
+}
+
 /// A running `payguard run` and the addresses it logged.
 pub struct Process {
     pub child: Child,
@@ -33,7 +62,7 @@ pub async fn spawn_payguard_with(
     env: &[(&str, &str)],
     tap: Option<UnboundedSender<String>>,
 ) -> Process {
-    let mut command = tokio::process::Command::new(BIN);
+    let mut command = tokio::process::Command::new(bin());
     command
         .args(["run", "--config"])
         .arg(config)
