@@ -175,3 +175,39 @@ async fn payguard_unresolved_shows_pending_resolved_and_gave_up() {
         "report-only: never re-sent"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_entry_does_not_come_back_after_a_kill() {
+    // The provider refuses the payment with a 429 it says not to retry: nothing executed, the
+    // app is told so and may pay again some other way. The entry is deleted; were the delete
+    // lost in a SIGKILL, the entry would come back open and the next process would send the
+    // payment on its own. So the delete is durable before anything relies on it.
+    let provider = double::spawn(DoubleConfig::default()).await.unwrap();
+    provider.faults().push(Fault::RateLimited {
+        retry_after: None,
+        should_retry: Some(false),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    let extra = format!(
+        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [idempotency]\nstore = \"embedded\"\npath = \"store.redb\"\n{RESENDS}{FAST}"
+    );
+    let toml = config_toml(&provider.url(), &extra).replace("level = \"warn\"", "level = \"info\"");
+    std::fs::write(&file, toml).unwrap();
+
+    let mut first = spawn_payguard(&file).await;
+    let url = format!("http://{}/v1/payment_intents", first.proxy);
+    let form = "amount=700&currency=usd&metadata[order_id]=o-429";
+    let reply = send(payment(&url, "told-429", form)).await;
+    assert_eq!(reply.status, 429);
+    first.child.kill().await.unwrap();
+
+    let second = spawn_payguard(&file).await;
+    // Past the open entry's lease (the 2 s deadline + 2 s) and a few resolver rounds.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let json = unresolved(&["--admin", &second.admin, "--json"]).await;
+    assert_eq!(json.trim(), "[]", "{json}");
+    assert_eq!(provider.requests_seen(), 1, "sent once, by the app");
+    assert!(provider.ledger().entries().is_empty(), "nothing executed");
+}

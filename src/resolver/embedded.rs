@@ -5,10 +5,13 @@
 //!
 //! - the open entry must be on disk before the first attempt leaves, or a crash mid-request
 //!   would leave nothing to resolve: fsync'd (`Durability::Immediate`);
-//! - a delete, a settle or a resolver update need not be: lost in a crash, the entry comes
-//!   back open or pending, and the resolver's next re-send is deduplicated by the provider
-//!   under the same key. They commit without fsync and reach the disk with the next durable
-//!   commit. An operator's give-up is made durable by its caller.
+//! - every change that stops the resolver from acting on an entry it may re-send (the delete
+//!   after a definitive answer, a resolution, a give-up) is fsync'd too: lost in a crash, the
+//!   entry would come back open or pending and be sent again, perhaps after the app was told
+//!   "not executed" and paid under a new key;
+//! - the rest need not be: a report-only entry coming back is listed again, an entry moved
+//!   from open to pending comes back open and counts as pending once its lease ends. They
+//!   commit without fsync and reach the disk with the next durable commit.
 //!
 //! The file holds payloads (API keys and bodies, sealed when a key is configured), so it is
 //! made readable by its owner only.

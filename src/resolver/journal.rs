@@ -92,6 +92,7 @@ impl Journal {
         Ticket {
             journal: self.clone(),
             id,
+            resendable: opening.payload.is_some(),
             phase: Mutex::new(Phase::Ready(Box::new(opening))),
             sent: AtomicBool::new(false),
             done: false,
@@ -136,12 +137,15 @@ impl Journal {
     /// Applies a request's verdict to its entry: a definitive answer deletes it (or resolves
     /// it, when it had been unresolved before), an unknown one leaves it pending. Returns
     /// the entry when this verdict resolved it (not the resolver or another request meanwhile).
+    /// `durable` when the entry may be re-sent: a delete or a resolution lost in a crash would
+    /// bring it back for the resolver to send again.
     pub async fn settle(
         &self,
         id: Id,
         verdict: Verdict,
         attempts: u32,
         retry_at: u64,
+        durable: bool,
     ) -> Result<Option<Entry>, JournalError> {
         let now = self.now_ms();
         let resolved = Arc::new(AtomicBool::new(false));
@@ -179,7 +183,7 @@ impl Journal {
                 }
             }
         });
-        let after = self.store.update(id, false, change).await?;
+        let after = self.store.update(id, durable, change).await?;
         Ok(after.filter(|_| resolved.load(Ordering::Relaxed)))
     }
 
@@ -240,6 +244,9 @@ impl Journal {
 pub struct Ticket {
     journal: Journal,
     id: Id,
+    /// Whether the resolver may re-send the entry: then the change that settles it is made
+    /// durable before anything relies on it.
+    resendable: bool,
     phase: Mutex<Phase>,
     /// Set once the entry is durable and an attempt is about to go out.
     sent: AtomicBool,
@@ -299,7 +306,7 @@ impl Ticket {
         let _ = written.wait_for(|done| *done).await;
         match self
             .journal
-            .settle(self.id, verdict, attempts, retry_at)
+            .settle(self.id, verdict, attempts, retry_at, self.resendable)
             .await
         {
             Ok(resolved) => resolved,
@@ -327,7 +334,7 @@ impl Drop for Ticket {
         let Some(mut written) = self.written() else {
             return;
         };
-        let (journal, id) = (self.journal.clone(), self.id);
+        let (journal, id, durable) = (self.journal.clone(), self.id, self.resendable);
         // Nothing left payguard when the entry was not yet durable: the app's request was
         // abandoned before it was sent, and payguard never sends such a request on its own.
         let verdict = match self.sent.load(Ordering::Relaxed) {
@@ -341,7 +348,7 @@ impl Drop for Ticket {
                 // After the write, or the removal could come first and the entry outlive it.
                 let _ = written.wait_for(|done| *done).await;
                 let now = journal.now_ms();
-                if let Err(e) = journal.settle(id, verdict, 0, now).await {
+                if let Err(e) = journal.settle(id, verdict, 0, now, durable).await {
                     tracing::warn!(error = %e, "could not settle an abandoned request's journal entry");
                 }
             });

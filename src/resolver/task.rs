@@ -112,8 +112,9 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
         resolved,
         "resolver: re-sent an unresolved request"
     );
+    // A resolution lost in a crash would have the entry sent again: durable.
     let updated = journal
-        .modify(id, false, move |e| {
+        .modify(id, resolved, move |e| {
             if e.state.finished() {
                 return false;
             }
@@ -144,9 +145,10 @@ pub fn backoff(base: Duration, max: Duration, rounds: u32) -> Duration {
 
 async fn give_up(proxy: &ProxyState, id: Id, reason: GiveUp) {
     let now = proxy.journal().now_ms();
+    // Durable: given up means never sent again, even after a crash.
     let done = proxy
         .journal()
-        .modify(id, false, move |e| {
+        .modify(id, true, move |e| {
             let live = !e.state.finished();
             if live {
                 e.finish(State::GaveUp { reason }, now);
