@@ -169,16 +169,16 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
     // The resolver's window applies to every upstream's requests: longer than the shortest
     // key window, it would re-send after that provider forgot the key.
     let shortest = upstreams.iter().flatten().map(|u| u.key_window).min();
-    if let (Some(window), Some(shortest)) = (resolver.key_window, shortest) {
-        if window > shortest {
-            issue(
-                "resolver.key_window".into(),
-                format!(
-                    "must not exceed the shortest upstream key window ({})",
-                    humantime::format_duration(shortest)
-                ),
-            );
-        }
+    if let (Some(window), Some(shortest)) = (resolver.key_window, shortest)
+        && window > shortest
+    {
+        issue(
+            "resolver.key_window".into(),
+            format!(
+                "must not exceed the shortest upstream key window ({})",
+                humantime::format_duration(shortest)
+            ),
+        );
     }
     let default_idempotency = idem::route_policy(
         &idem::builtin_route_policy(),

@@ -23,6 +23,9 @@ use crate::proxy::ProxyBody;
 
 /// A claim outlives its request's deadline by this much, so a slow finish is not taken over.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
+/// The longest one store operation may take before it counts as failed and the route's
+/// `on_store_error` applies.
+const STORE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Waiters re-check the store this often even without a wake-up (another process may hold
 /// the key once the store is shared).
 const POLL: Duration = Duration::from_millis(50);
@@ -98,7 +101,14 @@ impl Idempotency {
         f: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let started = Instant::now();
-        let result = f.await;
+        // Every backend gets the same bound: a hung disk under the embedded store must not
+        // hold requests for ever any more than a slow Redis (which has its own, shorter one).
+        let result = match tokio::time::timeout(STORE_TIMEOUT, f).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Backend(format!(
+                "no answer within {STORE_TIMEOUT:?}"
+            ))),
+        };
         m.store_op(name, started.elapsed(), result.is_ok());
         // A full store is working as configured (new keys go out undeduplicated until the
         // prune makes room); only a failing backend makes payguard unready.
@@ -119,18 +129,17 @@ impl Idempotency {
             }
         }
         match &result {
-            Err(e @ StoreError::Full(_)) => {
-                if !self.0.full.swap(true, Ordering::Relaxed) {
-                    m.store_full.set(1);
-                    tracing::warn!(op = name, error = %e, "idempotency store full: new keys go out without payguard's dedup until records expire");
-                }
+            Err(e @ StoreError::Full(_)) if !self.0.full.swap(true, Ordering::Relaxed) => {
+                m.store_full.set(1);
+                tracing::warn!(op = name, error = %e, "idempotency store full: new keys go out without payguard's dedup until records expire");
             }
             // A claim or binding written: there is room again.
-            Ok(_) if matches!(name, "claim" | "bind") => {
-                if self.0.full.swap(false, Ordering::Relaxed) {
-                    m.store_full.set(0);
-                    tracing::info!("idempotency store has room again");
-                }
+            Ok(_)
+                if matches!(name, "claim" | "bind")
+                    && self.0.full.swap(false, Ordering::Relaxed) =>
+            {
+                m.store_full.set(0);
+                tracing::info!("idempotency store has room again");
             }
             _ => {}
         }
@@ -214,6 +223,12 @@ impl Idempotency {
             let claim = match self.op(m, "claim", self.0.store.claim(claim)).await {
                 Ok(claim) => claim,
                 Err(e) => {
+                    // The claim may have been written all the same (a timeout after the store
+                    // ran it): release it, or it would hold the key until its lease ends.
+                    let (idem, record) = (self.clone(), record);
+                    tokio::spawn(async move {
+                        let _ = idem.0.store.release(&record, owner).await;
+                    });
                     self.forget(&record);
                     return self.degrade(&spec.idempotency, e, choice.shown);
                 }

@@ -203,3 +203,99 @@ async fn a_finish_cut_short_releases_the_key() {
         "the retry claims the key at once instead of waiting out the lease"
     );
 }
+
+/// A store that writes every claim and then fails to answer it, or never answers at all: a
+/// Redis whose reply timed out after the script ran, a disk that hangs.
+struct Unanswering {
+    inner: MemoryStore,
+    hang: bool,
+}
+
+impl Store for Unanswering {
+    fn claim<'a>(&'a self, req: ClaimRequest<'a>) -> super::super::store::StoreFuture<'a, Claim> {
+        Box::pin(async move {
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            let _ = self.inner.claim(req).await;
+            Err(StoreError::Backend("timed out".into()))
+        })
+    }
+    fn complete<'a>(
+        &'a self,
+        key: &'a Digest,
+        owner: u128,
+        response: super::super::store::StoredResponse,
+        expires_at: u64,
+    ) -> super::super::store::StoreFuture<'a, bool> {
+        self.inner.complete(key, owner, response, expires_at)
+    }
+    fn release<'a>(
+        &'a self,
+        key: &'a Digest,
+        owner: u128,
+    ) -> super::super::store::StoreFuture<'a, ()> {
+        self.inner.release(key, owner)
+    }
+    fn bind<'a>(
+        &'a self,
+        req: super::super::store::BindRequest<'a>,
+    ) -> super::super::store::StoreFuture<'a, String> {
+        self.inner.bind(req)
+    }
+    fn prune(&self, now: u64) -> super::super::store::StoreFuture<'_, usize> {
+        self.inner.prune(now)
+    }
+    fn count(&self) -> super::super::store::StoreFuture<'_, usize> {
+        self.inner.count()
+    }
+}
+
+fn unanswering(hang: bool) -> (Idempotency, Arc<Unanswering>) {
+    let store = Arc::new(Unanswering {
+        inner: MemoryStore::new(100),
+        hang,
+    });
+    let settings = Settings {
+        ttl: Some(Duration::from_secs(60)),
+        coalesce_wait: Duration::from_millis(100),
+        max_stored_body: 4096,
+    };
+    (Idempotency::new(store.clone(), settings), store)
+}
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_leaves_no_ghost_behind() {
+    let m = Metrics::new([]).unwrap();
+    let (idem, store) = unanswering(false);
+    let first = admit(&idem, &m, "ghost").await;
+    assert!(
+        matches!(first, Admission::Forward { guard: None, .. }),
+        "fails open"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The claim the store wrote is released: the key is free for the app's retry at once.
+    assert_eq!(
+        store.inner.count().await.unwrap(),
+        0,
+        "no claim left holding the key"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_never_answers_is_bounded() {
+    let m = Metrics::new([]).unwrap();
+    let (idem, _) = unanswering(true);
+    let started = tokio::time::Instant::now();
+    let admission = admit(&idem, &m, "hung").await;
+    assert!(
+        matches!(admission, Admission::Forward { guard: None, .. }),
+        "fails open"
+    );
+    assert!(
+        started.elapsed() <= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!idem.healthy());
+}

@@ -19,6 +19,9 @@ use super::seal::Sealer;
 use super::{Entry, Id, Payload, State, Verdict};
 use crate::idempotency::{Clock, after};
 
+/// The longest a request waits for its journal entry to be written before it is sent anyway.
+const WRITE_WAIT: Duration = Duration::from_secs(2);
+
 pub type JournalFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, JournalError>> + Send + 'a>>;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -292,7 +295,12 @@ impl Ticket {
                 }
             }
         };
-        let _ = written.wait_for(|done| *done).await;
+        // Bounded like every store operation: a hung disk must not hold the payment. The
+        // request then goes on unjournaled, as when the write fails.
+        let wait = tokio::time::timeout(WRITE_WAIT, written.wait_for(|done| *done)).await;
+        if wait.is_err() {
+            tracing::warn!("the journal did not answer within {WRITE_WAIT:?}; sending unjournaled");
+        }
         self.sent.store(true, Ordering::Relaxed);
     }
 
