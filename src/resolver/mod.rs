@@ -30,6 +30,8 @@
 //! tested without sockets, as the idempotency store's are.
 
 pub mod admin;
+#[doc(hidden)]
+pub mod conformance;
 pub mod embedded;
 pub mod intake;
 pub mod journal;
