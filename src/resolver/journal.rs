@@ -5,7 +5,8 @@
 //! The change is a plain function of the current entry, so a backend without transactions
 //! (Redis with WATCH/MULTI, say) can run it again on a conflict; it must therefore be `Fn`.
 //! Backends: [`super::memory`] and [`super::embedded`] (a table in the idempotency store's
-//! redb file).
+//! redb file). A backend shared by several processes also grants the resolver's lease on an
+//! entry ([`super::lease`]), so one of them at a time acts on it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -53,6 +54,17 @@ pub trait JournalStore: Send + Sync {
     fn update(&self, id: Id, durable: bool, change: Change) -> JournalFuture<'_, Option<Entry>>;
     /// Every entry, in no particular order.
     fn list(&self) -> JournalFuture<'_, Vec<(Id, Entry)>>;
+    /// Takes the resolver's lease on `id` for `ttl`: whether this process may act on the
+    /// entry now. A backend shared by several processes grants it to one holder at a time
+    /// (again to the same holder) until released or run out. A backend of one process grants
+    /// it always: that process's resolver steps one entry at a time anyway.
+    fn lease(&self, _id: Id, _ttl: Duration) -> JournalFuture<'_, bool> {
+        Box::pin(async { Ok(true) })
+    }
+    /// Gives this process's lease on `id` back before it runs out.
+    fn release(&self, _id: Id) -> JournalFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The journal as the rest of payguard uses it.

@@ -35,6 +35,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod intake;
 pub mod journal;
+pub mod lease;
 pub mod memory;
 pub mod report;
 pub mod seal;

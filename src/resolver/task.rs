@@ -8,6 +8,9 @@
 //! re-send could no longer end within the key window (the provider would then treat it as a
 //! new request and might execute it twice) or within the duplicate window (the app may then
 //! pay again under a new key), or when an operator gives up.
+//!
+//! With a journal shared by several replicas, each replica's resolver acts only on entries it
+//! holds the lease of ([`super::lease`]): one replica at a time re-sends an entry.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -50,10 +53,22 @@ pub async fn round(proxy: &ProxyState) {
                 let _ = journal.remove(id).await;
             }
         } else if entry.due(now) {
-            step(proxy, id, entry, now).await;
+            let ttl = hold(proxy, &entry);
+            let step = |entry: Entry, now: u64| step(proxy, id, entry, now);
+            if let Err(e) = journal.under_lease(id, ttl, step).await {
+                tracing::warn!(error = %e, "resolver: cannot take an entry");
+            }
         }
     }
     refresh(proxy).await;
+}
+
+/// How long the resolver holds an entry: its re-send's whole deadline (as
+/// [`super::intake::resend`] gives it), and the journal writes around it.
+fn hold(proxy: &ProxyState, entry: &Entry) -> Duration {
+    let method = Method::from_bytes(entry.method.as_bytes()).unwrap_or(Method::POST);
+    let path = entry.target.split('?').next().unwrap_or("/");
+    proxy.route(&method, path).retry.deadline + super::lease::MARGIN
 }
 
 /// Acts on one due entry.

@@ -124,3 +124,22 @@ async fn entries_survive_reopening_the_file_and_the_bound_holds() {
         "its lease ran out: pending"
     );
 }
+
+#[tokio::test]
+async fn a_journal_of_one_process_always_grants_the_lease_and_acts_on_due_entries_only() {
+    use super::lease::Taken;
+    let journal = Journal::new(Arc::new(MemoryJournal::new(10)), Sealer::new(None));
+    let ttl = Duration::from_secs(5);
+    assert!(journal.lease([1; 32], ttl).await.unwrap());
+    assert!(journal.lease([1; 32], ttl).await.unwrap());
+    // Nothing there: leased, but nothing to act on.
+    let absent = journal.under_lease([1; 32], ttl, |_, _| async {}).await;
+    assert_eq!(absent.unwrap(), Taken::NotDue);
+    let ticket = journal.ticket([1; 32], opening("k1", true));
+    ticket.before_send().await;
+    ticket.settle(Verdict::Unknown("lost".into()), 1, 0).await;
+    let acted = journal.under_lease([1; 32], ttl, |e, _| async move {
+        assert_eq!(e.key, "k1");
+    });
+    assert_eq!(acted.await.unwrap(), Taken::Acted);
+}
