@@ -1,23 +1,58 @@
-//! The resolver with the Redis idempotency store: the journal stays local (in memory), the
-//! resolved answer is stored in Redis, so the app's retry is replayed from there.
+//! The resolver with the Redis store: the journal is in Redis too, shared by every replica.
+//! A lost charge is resolved and its answer replayed from Redis; an entry a replica left
+//! behind is resolved by another once the first is gone (a rolling deploy, a crash); any
+//! replica lists it and gives it up; and a resolver leaves alone an entry another replica's
+//! resolver holds. The journal backend itself is tested in `journal_redis.rs`.
 
 mod support;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use payguard::config::{Config, DEFAULT_ROUTE};
 use payguard::double::{self, DoubleConfig, EffectKind, Fault};
+use payguard::proxy::ProxyState;
+use payguard::resolver::journal::Opening;
+use payguard::resolver::redis::RedisJournal;
+use payguard::resolver::seal::Sealer;
+use payguard::resolver::{Entry, Journal, Payload, State, Verdict, task};
 use support::redis::RedisServer;
 use support::resolver::{FAST, RESENDS, payment, wait_for};
 use support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_redis_store_a_lost_charge_is_resolved_and_replayed() {
-    let redis = RedisServer::start().await;
+/// `[redis]` on `redis` under `prefix`, and the Redis store with a duplicate window across
+/// keys, so the resolver re-sends keyed payments on the default route.
+fn on_redis(redis: &RedisServer, prefix: &str) -> String {
+    format!(
+        "[redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\n[idempotency]\nstore = \"redis\"\n{RESENDS}",
+        redis.url()
+    )
+}
+
+/// [`FAST`], but the resolver looks once, at startup, then sleeps an hour: a replica that
+/// leaves its unresolved entries to others.
+fn idle() -> String {
+    let idle = FAST.replace("interval = \"20ms\"", "interval = \"1h\"");
+    assert_ne!(idle, FAST, "FAST sets the interval");
+    idle
+}
+
+/// A provider whose next two answers are lost after it has executed the request: with two
+/// attempts, payguard ends in doubt and journals the payment as pending.
+async fn losing_provider() -> double::DoubleHandle {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
     provider.faults().push(Fault::ResetAfterProcessing);
     provider.faults().push(Fault::ResetAfterProcessing);
-    let extra = format!(
-        "{FAST}[redis]\nurl = \"{}\"\nkey_prefix = \"resolver:\"\n[idempotency]\nstore = \"redis\"\n{RESENDS}",
-        redis.url()
-    );
+    provider
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_redis_store_a_lost_charge_is_resolved_and_replayed() {
+    let redis = RedisServer::start().await;
+    let provider = losing_provider().await;
+    let extra = format!("{FAST}{}", on_redis(&redis, "resolver:"));
     let proxy = start_proxy(&config_toml(&provider.url(), &extra)).await;
     let url = proxy.url("/v1/payment_intents");
     let form = "amount=4100&currency=usd";
@@ -31,4 +66,133 @@ async fn with_the_redis_store_a_lost_charge_is_resolved_and_replayed() {
     assert_eq!(retry.status, 200);
     assert_eq!(retry.headers["payguard-attempts"], "0");
     assert_eq!(provider.requests_seen(), seen, "replayed from Redis");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_a_replica_left_behind_is_resolved_by_another_once_it_is_gone() {
+    let redis = RedisServer::start().await;
+    let provider = losing_provider().await;
+    let shared = on_redis(&redis, "handover:");
+    let a = start_proxy(&config_toml(
+        &provider.url(),
+        &format!("{}{shared}", idle()),
+    ))
+    .await;
+    let form = "amount=4300&currency=usd";
+    let lost = send(payment(&a.url("/v1/payment_intents"), "handover", form)).await;
+    assert_outcome_unknown(&lost, &[502]);
+    wait_for(&a.admin.to_string(), "handover", "pending").await;
+    assert_eq!(provider.ledger().count(EffectKind::PaymentIntentCreated), 1);
+    // Replica A goes away (a rolling deploy) with the payment unresolved.
+    a.begin_shutdown().await.unwrap().unwrap();
+
+    let b = start_proxy(&config_toml(&provider.url(), &format!("{FAST}{shared}"))).await;
+    let row = wait_for(&b.admin.to_string(), "handover", "resolved").await;
+    assert_eq!(row["outcome"], "200");
+    let ledger = provider.ledger();
+    assert_eq!(
+        ledger.count(EffectKind::PaymentIntentCreated),
+        1,
+        "one effect"
+    );
+    assert!(ledger.duplicates().is_empty(), "{:?}", ledger.duplicates());
+    // The app's retry, through B, is the resolved answer, replayed.
+    let seen = provider.requests_seen();
+    let retry = send(payment(&b.url("/v1/payment_intents"), "handover", form)).await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.headers["payguard-attempts"], "0");
+    assert_eq!(provider.requests_seen(), seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_replica_lists_an_entry_another_left_and_gives_it_up() {
+    let redis = RedisServer::start().await;
+    let provider = losing_provider().await;
+    let config = config_toml(
+        &provider.url(),
+        &format!("{}{}", idle(), on_redis(&redis, "giveup:")),
+    );
+    let (a, b) = (start_proxy(&config).await, start_proxy(&config).await);
+    let lost = send(payment(
+        &a.url("/v1/payment_intents"),
+        "given-up",
+        "amount=1",
+    ))
+    .await;
+    assert_outcome_unknown(&lost, &[502]);
+
+    let row = wait_for(&b.admin.to_string(), "given-up", "pending").await;
+    let id = row["id"].as_str().unwrap();
+    let give_up = http::Request::post(b.admin_url(&format!("/unresolved/{id}/give-up")))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = send(give_up).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let row = wait_for(&a.admin.to_string(), "given-up", "gave_up").await;
+    assert_eq!(row["outcome"], "operator");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_leaves_alone_an_entry_another_replicas_resolver_holds() {
+    let redis = RedisServer::start().await;
+    let provider = double::spawn(DoubleConfig::default()).await.unwrap();
+    let toml = config_toml(
+        &provider.url(),
+        &format!("{FAST}{}", on_redis(&redis, "held:")),
+    );
+    let b = ProxyState::new(&Config::parse(&toml, "test config", None).unwrap()).unwrap();
+    // Replica A's journal: another pool and lease holder on the same Redis.
+    let a = Journal::new(
+        Arc::new(RedisJournal::new(redis.pool("held:"), 100)),
+        Sealer::new(None),
+    );
+    // A pending payment, as a request through A leaves it.
+    let id = [7; 32];
+    let headers = [
+        ("authorization", "Bearer sk_test_held"),
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("idempotency-key", "held-key"),
+    ];
+    let opening = Opening {
+        entry: Entry::new(
+            DEFAULT_ROUTE.into(),
+            "POST".into(),
+            "/v1/payment_intents".into(),
+            "held-key".into(),
+            [1; 32],
+            true,
+        ),
+        payload: Some(Payload {
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            body: b"amount=900&currency=usd".to_vec(),
+        }),
+        lease: Duration::from_secs(30),
+    };
+    let ticket = a.ticket(id, opening);
+    ticket.before_send().await;
+    ticket.settle(Verdict::Unknown("lost".into()), 1, 0).await;
+
+    // A's resolver holds it (mid-re-send): B's round skips it.
+    assert!(a.lease(id, Duration::from_secs(30)).await.unwrap());
+    task::round(&b).await;
+    assert_eq!(provider.requests_seen(), 0, "B sent nothing");
+    let entry = b.journal().get(id).await.unwrap().unwrap();
+    assert_eq!((entry.state.label(), entry.rounds), ("pending", 0));
+
+    // Given back: B's next round re-sends it, once, and it is resolved.
+    a.release(id).await.unwrap();
+    task::round(&b).await;
+    assert_eq!(provider.requests_seen(), 1);
+    assert_eq!(provider.ledger().count(EffectKind::PaymentIntentCreated), 1);
+    let entry = a.get(id).await.unwrap().unwrap();
+    assert_eq!(entry.state, State::Resolved { status: 200 });
+    assert_eq!(entry.rounds, 1);
 }

@@ -33,16 +33,13 @@ impl ProxyState {
             None => None,
         };
         let max_entries = config.resolver.max_entries;
-        // The journal sits beside the store: in its redb file, or in memory. With Redis it
-        // stays local to the replica, in memory, until a Redis journal exists.
-        let memory_journal = || -> Arc<dyn JournalStore> {
-            Arc::new(resolver::memory::MemoryJournal::new(max_entries))
-        };
+        // The journal sits beside the store: in its redb file, in Redis (shared by every
+        // replica, so an entry outlives its pod), or in memory.
         let (store, journal): (Arc<dyn Store>, Arc<dyn JournalStore>) = match (&spec.store, &redis)
         {
             (StoreKind::Memory, _) => (
                 Arc::new(MemoryStore::new(spec.max_records)),
-                memory_journal(),
+                Arc::new(resolver::memory::MemoryJournal::new(max_entries)),
             ),
             (StoreKind::Embedded(path), _) => {
                 let store = EmbeddedStore::open(path, spec.max_records)?;
@@ -52,7 +49,10 @@ impl ProxyState {
             }
             (StoreKind::Redis, Some(pool)) => (
                 Arc::new(RedisStore::new(pool.clone(), spec.max_records)),
-                memory_journal(),
+                Arc::new(resolver::redis::RedisJournal::new(
+                    pool.clone(),
+                    max_entries,
+                )),
             ),
             (StoreKind::Redis, None) => {
                 anyhow::bail!("idempotency.store = \"redis\" needs [redis]")

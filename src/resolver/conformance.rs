@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::journal::Opening;
+use super::lease::Taken;
 use super::report::Listing;
 use super::{Entry, Id, Journal, Payload, State, Ticket, Verdict};
 
@@ -116,4 +117,106 @@ pub async fn lifecycle(journal: Journal) {
     assert!(!json.contains("sk_test") && !json.contains("amount") && !json.contains("expand"));
     assert_eq!(listing.entries.last().unwrap().state, "resolved");
     assert!(listing.table().contains("report only"));
+}
+
+/// What a backend shared by several processes must add: `a` and `b` are two processes'
+/// journals on one empty backend, with the same sealing key. Each sees and changes the
+/// other's entries, and the resolver's lease lets one of them at a time act on an entry.
+pub async fn shared(a: Journal, b: Journal) {
+    let unknown = || Verdict::Unknown("connection lost".into());
+    // An entry one replica left pending is listed, readable and given up by the other.
+    let t = open(&a, [1; 32], opening("s1", true)).await;
+    t.settle(unknown(), 1, 0).await;
+    let listed = b.list().await.unwrap();
+    let (id, entry) = listed.iter().find(|(id, _)| *id == [1; 32]).unwrap();
+    assert_eq!(entry.state.label(), "pending");
+    assert_eq!(b.payload(id, entry).unwrap().unwrap().body, b"amount=1");
+    let gave_up = b
+        .modify([1; 32], true, |e| {
+            e.finish(
+                State::GaveUp {
+                    reason: super::GiveUp::Operator,
+                },
+                1,
+            );
+            true
+        })
+        .await
+        .unwrap();
+    assert!(gave_up.is_some());
+    let seen = a.get([1; 32]).await.unwrap().unwrap();
+    assert_eq!((seen.state.label(), seen.payload), ("gave_up", None));
+
+    // Updates of one entry from both at once are atomic: none is lost.
+    let t = open(&a, [4; 32], opening("s4", true)).await;
+    t.settle(unknown(), 0, 0).await;
+    let bump = |journal: &Journal| {
+        let journal = journal.clone();
+        async move {
+            let bumped = journal.modify([4; 32], false, |e| {
+                e.attempts += 1;
+                true
+            });
+            bumped.await.unwrap();
+        }
+    };
+    let bumps: Vec<_> = (0..20)
+        .map(|i| tokio::spawn(bump(if i % 2 == 0 { &a } else { &b })))
+        .collect();
+    for bump in bumps {
+        bump.await.unwrap();
+    }
+    assert_eq!(b.get([4; 32]).await.unwrap().unwrap().attempts, 20);
+
+    // One holder at a time; the holder may renew; a release lets the other in.
+    let long = Duration::from_secs(30);
+    assert!(a.lease([2; 32], long).await.unwrap());
+    assert!(!b.lease([2; 32], long).await.unwrap(), "a holds it");
+    assert!(a.lease([2; 32], long).await.unwrap(), "a renews its own");
+    b.release([2; 32]).await.unwrap();
+    assert!(
+        !b.lease([2; 32], long).await.unwrap(),
+        "b cannot release a's"
+    );
+    a.release([2; 32]).await.unwrap();
+    assert!(b.lease([2; 32], long).await.unwrap());
+    assert!(!a.lease([2; 32], long).await.unwrap());
+
+    // A holder that never gives its lease back (it died) keeps it only until it runs out.
+    assert!(a.lease([3; 32], Duration::from_millis(200)).await.unwrap());
+    assert!(!b.lease([3; 32], long).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(b.lease([3; 32], long).await.unwrap());
+
+    // Two resolvers reach the same due entry at once: one acts, the other skips it. The one
+    // that acts takes a while, as a re-send does, and leaves the entry not due.
+    for n in 10..30u8 {
+        let t = open(&a, [n; 32], opening(&format!("race{n}"), true)).await;
+        t.settle(unknown(), 1, 0).await;
+        let act = |journal: &Journal| {
+            let journal = journal.clone();
+            move |_: Entry, now: u64| async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let stepped = journal.modify([n; 32], false, move |e| {
+                    e.rounds += 1;
+                    e.state = State::Pending {
+                        next_at: now + 3_600_000,
+                    };
+                    true
+                });
+                stepped.await.unwrap();
+            }
+        };
+        let (x, y) = tokio::join!(
+            a.under_lease([n; 32], long, act(&a)),
+            b.under_lease([n; 32], long, act(&b)),
+        );
+        let mut taken = [x.unwrap(), y.unwrap()];
+        taken.sort_by_key(|t| *t as u8);
+        assert_eq!(taken, [Taken::Acted, Taken::Elsewhere], "entry {n}");
+        assert_eq!(b.get([n; 32]).await.unwrap().unwrap().rounds, 1);
+        // Given back: the next round finds it leased by nobody, and no longer due.
+        let again = b.under_lease([n; 32], long, act(&b)).await.unwrap();
+        assert_eq!(again, Taken::NotDue);
+    }
 }

@@ -4,9 +4,9 @@
 //! A backend offers two operations: an atomic read-modify-write of one entry and a listing.
 //! The change is a plain function of the current entry, so a backend without transactions
 //! (Redis with WATCH/MULTI, say) can run it again on a conflict; it must therefore be `Fn`.
-//! Backends: [`super::memory`] and [`super::embedded`] (a table in the idempotency store's
-//! redb file). A backend shared by several processes also grants the resolver's lease on an
-//! entry ([`super::lease`]), so one of them at a time acts on it.
+//! Backends: [`super::memory`], [`super::embedded`] (a table in the idempotency store's
+//! redb file) and [`super::redis`] (shared by every replica). A shared backend also grants
+//! the resolver's lease on an entry ([`super::lease`]), so one replica at a time acts on it.
 
 use std::future::Future;
 use std::pin::Pin;

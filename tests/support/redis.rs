@@ -4,7 +4,11 @@
 
 use std::net::TcpListener;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use payguard::config::{RedisSpec, RedisUrl};
+use payguard::shared::RedisPool;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -35,6 +39,21 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// A pool of payguard's own on this server, its keys under `prefix` (a fresh prefix per
+    /// case gives an empty store or journal).
+    pub fn pool(&self, prefix: &str) -> Arc<RedisPool> {
+        let spec = RedisSpec {
+            url: RedisUrl(self.url()),
+            password_env: None,
+            key_prefix: prefix.to_owned(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(2),
+            pool_size: 2,
+            replicas: 1,
+        };
+        Arc::new(RedisPool::new(&spec).expect("a pool for the test server"))
     }
 
     /// SIGKILL: no shutdown, no save (there is none configured anyway).
