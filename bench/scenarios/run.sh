@@ -2,7 +2,7 @@
 # Real Stripe SDK clients against the provider double, straight and through payguard running
 # its shipped config.toml, under five fault scenarios (issue #16).
 #
-#   bash bench/scenarios/run.sh                        # everything, defaults (about 42 minutes)
+#   bash bench/scenarios/run.sh                        # everything, defaults (about 43 minutes)
 #   QUICK=1 bash bench/scenarios/run.sh                # 60 orders a run, 20 s outage (~12 min)
 #   SCENARIOS=mix,cap CLIENTS=py-r0,article ORDERS=200 bash bench/scenarios/run.sh
 #
@@ -18,16 +18,16 @@
 #
 # Scenarios (SCENARIOS, comma-separated; default all), each client run once straight to a fresh
 # double and once through a fresh payguard in front of a fresh double. The times are for all
-# five clients, both paths, at the default size, on 2 cores, extrapolated from a 60-order run
-# at 012c6c6 (payguard's limiter at 9.8/s); the whole default run takes about 42 minutes:
+# five clients, both paths, at the default size, on 2 cores, measured by a full default run at
+# 6d54ebc (payguard's limiter at 9.8/s); the whole default run took 43 minutes:
 #   mix     1000 orders, 4 workers; 30% of calls fail: reset before / after processing, 500,
-#           503, 429 rate_limit with Retry-After: 1, equal shares; no rate cap      ~17 min
-#   cap     300 orders, 16 workers; the double's limiter at 10/s, burst 10; no faults  ~4 min
+#           503, 429 rate_limit with Retry-After: 1, equal shares; no rate cap      ~18 min
+#   cap     300 orders, 16 workers; the double's limiter at 10/s, burst 10; no faults  ~3 min
 #   outage  400 orders arriving at 5/s, served by 4 workers (an order waits for a free one,
 #           and its latency counts from arrival); 5 s normal, 60 s of 503 on every call, 15 s
 #           normal (OUTAGE_BEFORE, OUTAGE_SECS, OUTAGE_AFTER, OUTAGE_RATE)             ~14 min
 #   lock    300 orders, 4 workers; each a 1-cent refund of one shared payment intent; 30%
-#           of the calls naming it are answered 429 lock_timeout (LOCK_RATE)            ~4 min
+#           of the calls naming it are answered 429 lock_timeout (LOCK_RATE)            ~5 min
 #   slow    80 orders, 8 workers; every provider call takes 2 s                         ~3.5 min
 # Through payguard, orders go at its limiter's pace: a slower limiter makes mix, cap and lock
 # take longer.
