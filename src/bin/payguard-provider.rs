@@ -3,8 +3,10 @@
 //! (the endpoints stay Stripe's), to exercise payguard's matching provider profile.
 //!
 //! Its defaults model the seed article's provider: a 10 requests/s limiter with a burst of 10.
-//! `--fail-rate` adds the faults of a flaky network and provider, drawn from a seeded generator
-//! so a run can be repeated. On SIGINT or SIGTERM it drains and prints what the ledger saw,
+//! `--fail-rate` adds the faults of a flaky network and provider (`--fault-mix` picks which),
+//! drawn from a seeded generator so a run can be repeated. While it runs, `/_double/faults`
+//! changes the faults (an outage, contention on one object) and `/_double/ledger` reports the
+//! ledger and the answers per `metadata[order_id]` as JSON (`src/double/control.rs`). On SIGINT or SIGTERM it drains and prints what the ledger saw,
 //! duplicates included: the number a benchmark of payguard wants to be zero.
 
 use std::time::Duration;
@@ -29,10 +31,15 @@ struct Args {
     /// Requests the limiter lets through at once after a quiet period.
     #[arg(long, default_value_t = 10)]
     burst: u32,
-    /// Share of requests, from 0 to 1, that meet a fault: resets before and after processing,
-    /// 500, 503 and 429, in equal parts.
+    /// Share of requests, from 0 to 1, that meet a fault drawn from --fault-mix.
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
+    /// The faults --fail-rate draws from, in proportion to their weights: `transient` (resets
+    /// before and after processing, 500, 503 and 429 without hints, in equal parts),
+    /// `transient-retry-after` (the same, the 429 with `Retry-After: 1`), or a list such as
+    /// `reset-before,503*2,429-retry-after=1` (see the double's `spec.rs`).
+    #[arg(long, default_value = "transient")]
+    fault_mix: String,
     /// Seed of the fault generator.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -60,7 +67,13 @@ async fn main() -> anyhow::Result<()> {
 
     let faults = FaultPlan::default();
     faults
-        .set_profile(Profile::transient(args.fail_rate, args.seed))
+        .set_profile(Profile {
+            rate: args.fail_rate,
+            mix: double::parse_mix(&args.fault_mix)
+                .map_err(anyhow::Error::msg)
+                .context("--fault-mix")?,
+            seed: args.seed,
+        })
         .context("--fail-rate")?;
     let rate_limit = (args.rate_limit > 0.0).then_some(RateLimit {
         per_second: args.rate_limit,

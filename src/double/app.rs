@@ -1,5 +1,6 @@
 //! One request through the double, in order: record it, take its fault, rate-limit it, execute
-//! it (diagnostics or the Stripe API), then deliver the reply or reset the connection.
+//! it (diagnostics or the Stripe API), then deliver the reply or reset the connection, and
+//! count how it was answered. Control endpoints (`control.rs`) are answered before all that.
 //!
 //! Execution runs in a task of its own. On a real server a request that has fully arrived
 //! finishes even if the client hangs up; hyper would instead drop our future on disconnect,
@@ -18,6 +19,7 @@ use hyper::body::Incoming;
 
 use super::api;
 use super::body::{Delivery, ReplyBody};
+use super::control;
 use super::diag;
 use super::dialect::Provider;
 use super::faults::{Fault, FaultPlan};
@@ -28,6 +30,7 @@ use super::objects::Objects;
 use super::ratelimit::Limiter;
 use super::reply::{self, Reply};
 use super::server::ConnControl;
+use super::tally::Tally;
 
 /// A request as the double received it.
 #[derive(Clone, Debug)]
@@ -68,6 +71,8 @@ pub(crate) struct App {
     pub latency: Duration,
     pub record_requests: bool,
     pub seen_count: AtomicU64,
+    /// How requests were answered, in all and per order.
+    pub tally: Tally,
     // A std Mutex: pushing and cloning the log never awaits.
     pub seen: Mutex<Vec<SeenRequest>>,
 }
@@ -94,13 +99,22 @@ impl App {
             body,
             received: std::time::Instant::now(),
         };
+        if control::is_control(&seen.path) {
+            return Ok(into_response(
+                control::handle(&self, &seen),
+                Delivery::Normal,
+            ));
+        }
         self.record(&seen);
-        let fault = self.faults.take(&seen.method, &seen.path);
+        let fault = self.faults.take(&seen.method, &seen.path, &seen.body);
+        let body = seen.body.clone();
         let Some((reply, delivery)) = self.process(seen, fault, &conn).await else {
+            self.tally.record(&body, "reset");
             conn.reset();
             // The connection task drops this future with the connection.
             return std::future::pending().await;
         };
+        self.tally.record(&body, reply.status.as_str());
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }

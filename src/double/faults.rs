@@ -15,6 +15,8 @@ use http::Method;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::form::parse_form;
+
 /// One injected failure. Where it strikes is part of its meaning; see the module docs of
 /// [`crate::double`] for which faults are answered before the idempotency layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -136,6 +138,39 @@ impl Profile {
     }
 }
 
+impl Profile {
+    /// [`Profile::transient`] with one difference: the 429 says `Retry-After: 1`, as a
+    /// provider's rate limiter that hints its clients would. Retry-After is not documented by
+    /// Stripe (see `provider-semantics.md`), so both forms are worth measuring.
+    pub fn transient_retry_after(rate: f64, seed: u64) -> Profile {
+        let mut profile = Profile::transient(rate, seed);
+        for (fault, _) in &mut profile.mix {
+            if let Fault::RateLimited { retry_after, .. } = fault {
+                *retry_after = Some(Duration::from_secs(1));
+            }
+        }
+        profile
+    }
+}
+
+/// Contention on one object: a share of the requests that name it meet 429 `lock_timeout`.
+///
+/// Stripe answers `lock_timeout` when a request cannot take the lock of an object that other
+/// requests (or Stripe itself) hold: many refunds of one charge at once, many updates of one
+/// customer. It is about that object, not the account's rate, and the request did nothing.
+/// A request names the object when a path segment or a form parameter's value is its id
+/// (`/v1/payment_intents/pi_1/confirm`, `payment_intent=pi_1`, `customer=cus_1`). The share is
+/// drawn, like a [`Profile`], from a seeded generator; the double serves requests far too
+/// quickly for real lock waits to make contention, so it is scripted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contention {
+    /// The contended object's id, e.g. `pi_...`.
+    pub object: String,
+    /// From 0.0 to 1.0: the share of the requests naming it that time out on its lock.
+    pub rate: f64,
+    pub seed: u64,
+}
+
 /// Why a [`Profile`] was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ProfileError {
@@ -157,6 +192,7 @@ struct Plan {
     targeted: VecDeque<(Matcher, Fault)>,
     next: VecDeque<Fault>,
     profile: Option<(Profile, u64, StdRng)>,
+    contention: Option<(Contention, StdRng)>,
     injected: u64,
 }
 
@@ -185,12 +221,37 @@ impl FaultPlan {
         Ok(())
     }
 
-    /// Drops the profile and every queued fault.
+    /// The probabilistic profile in force, if any.
+    pub fn profile(&self) -> Option<Profile> {
+        self.lock().profile.as_ref().map(|(p, _, _)| p.clone())
+    }
+
+    /// Sets (or, with `None`, ends) contention on one object, reseeding its generator.
+    pub fn set_contention(&self, contention: Option<Contention>) -> Result<(), ProfileError> {
+        if let Some(c) = &contention
+            && !(0.0..=1.0).contains(&c.rate)
+        {
+            return Err(ProfileError::Rate(c.rate));
+        }
+        self.lock().contention = contention.map(|c| {
+            let rng = StdRng::seed_from_u64(c.seed);
+            (c, rng)
+        });
+        Ok(())
+    }
+
+    /// The contention in force, if any.
+    pub fn contention(&self) -> Option<Contention> {
+        self.lock().contention.as_ref().map(|(c, _)| c.clone())
+    }
+
+    /// Drops the profile, the contention and every queued fault.
     pub fn clear(&self) {
         let mut plan = self.lock();
         plan.targeted.clear();
         plan.next.clear();
         plan.profile = None;
+        plan.contention = None;
     }
 
     /// Queued faults not yet delivered.
@@ -204,8 +265,9 @@ impl FaultPlan {
         self.lock().injected
     }
 
-    /// The fault for an arriving request, if any; queued faults are consumed.
-    pub(crate) fn take(&self, method: &Method, path: &str) -> Option<Fault> {
+    /// The fault for an arriving request, if any; queued faults are consumed. `body` is only
+    /// read for contention, whose object a form parameter may name.
+    pub(crate) fn take(&self, method: &Method, path: &str, body: &[u8]) -> Option<Fault> {
         let mut plan = self.lock();
         let targeted = plan
             .targeted
@@ -215,6 +277,7 @@ impl FaultPlan {
             Some(at) => plan.targeted.remove(at).map(|(_, fault)| fault),
             None => plan.next.pop_front(),
         }
+        .or_else(|| plan.contend(path, body))
         .or_else(|| plan.draw());
         plan.injected += u64::from(fault.is_some());
         fault
@@ -227,6 +290,15 @@ impl FaultPlan {
 }
 
 impl Plan {
+    /// `lock_timeout` for a request naming the contended object, at the contention's rate.
+    fn contend(&mut self, path: &str, body: &[u8]) -> Option<Fault> {
+        let (contention, rng) = self.contention.as_mut()?;
+        let object = contention.object.as_str();
+        let named = path.split('/').any(|segment| segment == object)
+            || parse_form(body).iter().any(|(_, value)| value == object);
+        (named && rng.random::<f64>() < contention.rate).then_some(Fault::LockTimeout)
+    }
+
     fn draw(&mut self) -> Option<Fault> {
         let (profile, total, rng) = self.profile.as_mut()?;
         // Draw the coin even at rate 0 so that a rate change keeps the sequence comparable.
@@ -257,12 +329,15 @@ mod tests {
         plan.push_for("POST /v1/refunds", Fault::KeyInUse);
         let post = Method::POST;
         assert_eq!(
-            plan.take(&Method::GET, "/v1/refunds/re_1"),
+            plan.take(&Method::GET, "/v1/refunds/re_1", b""),
             Some(Fault::Status(500))
         );
-        assert_eq!(plan.take(&post, "/v1/refunds"), Some(Fault::KeyInUse));
-        assert_eq!(plan.take(&post, "/v1/refunds"), Some(Fault::LockTimeout));
-        assert_eq!(plan.take(&post, "/v1/refunds"), None);
+        assert_eq!(plan.take(&post, "/v1/refunds", b""), Some(Fault::KeyInUse));
+        assert_eq!(
+            plan.take(&post, "/v1/refunds", b""),
+            Some(Fault::LockTimeout)
+        );
+        assert_eq!(plan.take(&post, "/v1/refunds", b""), None);
         assert_eq!(plan.injected(), 3);
         assert_eq!(plan.pending(), 0);
     }
@@ -279,7 +354,7 @@ mod tests {
             };
             plan.set_profile(profile).unwrap();
             (0..200)
-                .map(|_| plan.take(&Method::POST, "/v1/x"))
+                .map(|_| plan.take(&Method::POST, "/v1/x", b""))
                 .collect::<Vec<_>>()
         };
         let first = run(7);
@@ -319,6 +394,79 @@ mod tests {
                 seed: 1
             })
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_hinted_transient_profile_differs_only_in_retry_after() {
+        let (plain, hinted) = (
+            Profile::transient(0.3, 5),
+            Profile::transient_retry_after(0.3, 5),
+        );
+        assert_eq!((plain.rate, plain.seed), (hinted.rate, hinted.seed));
+        let differ: Vec<_> = plain
+            .mix
+            .iter()
+            .zip(&hinted.mix)
+            .filter(|(a, b)| a != b)
+            .map(|(_, b)| b.clone())
+            .collect();
+        let one_second = Some(Duration::from_secs(1));
+        assert_eq!(
+            differ,
+            vec![(
+                Fault::RateLimited {
+                    retry_after: one_second,
+                    should_retry: None
+                },
+                1
+            )]
+        );
+    }
+
+    #[test]
+    fn contention_strikes_only_requests_naming_the_object() {
+        let plan = FaultPlan::default();
+        let contention = Contention {
+            object: "pi_hot".into(),
+            rate: 0.5,
+            seed: 3,
+        };
+        plan.set_contention(Some(contention.clone())).unwrap();
+        assert_eq!(plan.contention(), Some(contention));
+        let post = Method::POST;
+        let by_param = (0..200)
+            .filter_map(|_| plan.take(&post, "/v1/refunds", b"payment_intent=pi_hot&amount=1"))
+            .collect::<Vec<_>>();
+        assert!((60..140).contains(&by_param.len()), "{}", by_param.len());
+        assert!(by_param.iter().all(|f| *f == Fault::LockTimeout));
+        let by_path = (0..200)
+            .filter(|_| {
+                plan.take(&post, "/v1/payment_intents/pi_hot/confirm", b"")
+                    .is_some()
+            })
+            .count();
+        assert!((60..140).contains(&by_path), "{by_path}");
+        let others = (0..200)
+            .filter(|_| {
+                plan.take(&post, "/v1/refunds", b"payment_intent=pi_hotter")
+                    .is_some()
+            })
+            .count();
+        assert_eq!(others, 0, "another object, even one sharing a prefix");
+        let bad = Contention {
+            object: "pi_hot".into(),
+            rate: -0.1,
+            seed: 1,
+        };
+        assert_eq!(
+            plan.set_contention(Some(bad)),
+            Err(ProfileError::Rate(-0.1))
+        );
+        plan.set_contention(None).unwrap();
+        assert_eq!(
+            plan.take(&post, "/v1/refunds", b"payment_intent=pi_hot"),
+            None
         );
     }
 }

@@ -21,6 +21,11 @@
 //! 5. delivery: `ResetAfterProcessing` resets instead of replying (the effect and the saved
 //!    record stand); `SlowBody` and `TruncatedBody` shape the body; `latency` delays the reply.
 //!
+//! Before step 1, the control endpoints `/_double/faults` and `/_double/ledger` (`control.rs`)
+//! let a harness script faults and read the ledger and per-order answer counts over HTTP;
+//! they are not logged, counted, faulted or limited. After step 5, each answer (its status, or
+//! `reset`) is counted in all and per `metadata[order_id]` (`tally.rs`).
+//!
 //! `Stall` holds a request after it claimed its key and before it executes, as a slow endpoint
 //! would: a retry meanwhile gets 409 `idempotency_key_in_use`, one after gets the replay.
 //! Resets are real TCP RSTs (see `server.rs`). Execution runs in its own task, so a client that
@@ -42,6 +47,9 @@
 mod api;
 mod app;
 mod body;
+mod control;
+#[cfg(test)]
+mod control_tests;
 mod diag;
 mod dialect;
 #[cfg(test)]
@@ -54,6 +62,8 @@ mod objects;
 mod ratelimit;
 mod reply;
 mod server;
+mod spec;
+mod tally;
 #[cfg(test)]
 mod test_client;
 #[cfg(test)]
@@ -74,9 +84,10 @@ use tokio_rustls::TlsAcceptor;
 
 pub use app::SeenRequest;
 pub use dialect::{Provider, UnknownProvider};
-pub use faults::{Fault, FaultPlan, Matcher, Profile, ProfileError};
+pub use faults::{Contention, Fault, FaultPlan, Matcher, Profile, ProfileError};
 pub use ledger::{Duplicate, DuplicateBy, Effect, EffectKind, Ledger, LedgerSummary};
 pub use ratelimit::RateLimit;
+pub use spec::{fault_name, parse_fault, parse_mix};
 
 use app::App;
 
@@ -185,6 +196,7 @@ fn build(cfg: DoubleConfig) -> io::Result<(Arc<App>, Option<TlsAcceptor>)> {
         latency: cfg.latency,
         record_requests: cfg.record_requests,
         seen_count: Default::default(),
+        tally: Default::default(),
         seen: Mutex::default(),
     };
     Ok((Arc::new(app), cfg.tls.map(TlsAcceptor::from)))
