@@ -112,8 +112,11 @@ fn default_consecutive() -> u32 {
 fn default_break() -> Duration {
     Duration::from_secs(5)
 }
+/// One probe per open period: in an outage each probe is one more call to a provider that is
+/// down, and after it recovers one success is enough (with two, a transient failure of either
+/// keeps it open another period).
 fn default_probes() -> u32 {
-    2
+    1
 }
 
 /// A limiter from `raw`; `rate` and `burst` default to `profile`'s.

@@ -135,7 +135,11 @@ impl ProxyState {
             result,
             attempts: finished.attempts,
             injected,
-            origin: Origin::Upstream,
+            // Refused by a gate before any attempt left: payguard's own answer.
+            origin: match finished.attempts {
+                0 => Origin::Payguard,
+                _ => Origin::Upstream,
+            },
         };
         (forwarded, verdict)
     }

@@ -82,7 +82,10 @@ impl ProxyState {
             result: finished.outcome.map_err(ProxyError::from),
             attempts: finished.attempts,
             injected: None,
-            origin: Origin::Upstream,
+            origin: match finished.attempts {
+                0 => Origin::Payguard,
+                _ => Origin::Upstream,
+            },
         }
     }
 }
