@@ -103,6 +103,7 @@ fuzz_target!(|input: Input<'_>| {
     };
     let facts = RequestFacts {
         replay_safe: safe,
+        keyed: safe,
         profile: &STRIPE,
     };
     let verdict = classify(&outcome, facts);
