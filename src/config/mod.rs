@@ -10,6 +10,7 @@ mod duration;
 mod idempotency;
 mod limits;
 mod location;
+mod payloads;
 mod redis;
 mod resolver;
 mod retry;

@@ -14,7 +14,7 @@ use super::redis::{self, RedisSpec};
 use super::resolver::{self as resolver_config, ResolverSpec};
 use super::retry::{self, BudgetSpec};
 use super::upstreams::{self, UpstreamSpec};
-use super::{ConfigIssue, RawConfig};
+use super::{ConfigIssue, RawConfig, payloads};
 use crate::breaker::BreakerSpec;
 use crate::idempotency::RoutePolicy;
 use crate::profile::{Profile, STRIPE};
@@ -279,6 +279,9 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             Err(e) => issue(format!("route[{i}].match"), e),
         }
     }
+
+    let rule = payloads::Rule::new(&raw.resolver, &resolver, &idempotency.store);
+    rule.check(&routes, upstreams.first(), &default_idempotency, &mut issue);
 
     let upstreams: Option<Vec<UpstreamSpec>> = upstreams.into_iter().collect();
     match upstreams {

@@ -6,8 +6,11 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 
-/// Fast resolver rounds, deterministic jitter and quick retries, for every resolver test.
+/// Fast resolver rounds, deterministic jitter and quick retries, for every resolver test. Their
+/// journals hold throwaway test payloads, so they accept them in clear where the store would
+/// keep them on disk (the rule itself is tested in `src/config/payloads.rs`).
 pub const FAST: &str = "[resolver]\ninterval = \"20ms\"\nbase_delay = \"50ms\"\nmax_delay = \"200ms\"\n\
+     allow_plaintext_journal = true\n\
      [retry]\nmax_attempts = 2\nbase_delay = \"5ms\"\nmax_delay = \"10ms\"\njitter_seed = 1\n\
      attempt_timeout = \"1s\"\ndeadline = \"2s\"\n";
 
