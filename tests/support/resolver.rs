@@ -44,6 +44,23 @@ pub async fn rows(admin: &str) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// The state of the row for idempotency key `key`; panics when it is not listed.
+pub async fn state(admin: &str, key: &str) -> String {
+    let rows = rows(admin).await;
+    let row = rows.iter().find(|r| r["key"] == key);
+    let row = row.unwrap_or_else(|| panic!("{key} is not listed"));
+    row["state"].as_str().unwrap_or_default().to_owned()
+}
+
+/// An empty POST to `path` on the admin listener at `admin`, with this `Authorization`.
+pub async fn admin_post(admin: &str, path: &str, authorization: Option<&str>) -> super::Reply {
+    let mut request = Request::post(format!("http://{admin}{path}"));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    super::send(request.body(Full::new(Bytes::new())).unwrap()).await
+}
+
 /// The row for idempotency key `key`, once it is in `state`; panics after 15 s.
 pub async fn wait_for(admin: &str, key: &str, state: &str) -> serde_json::Value {
     let started = Instant::now();
