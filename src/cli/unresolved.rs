@@ -62,7 +62,11 @@ pub fn run(args: Args) -> ExitCode {
             }) => {
                 let token = match token_file {
                     Some(file) => Some(read_token(file)?),
-                    None => token.as_deref().map(str::trim).map(str::to_owned),
+                    None => token
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned),
                 };
                 let path = format!("/unresolved/{id}/give-up");
                 let (admin, post) = (&args.admin, http::Method::POST);
