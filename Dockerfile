@@ -4,12 +4,17 @@
 # with nothing else in the image to exploit.
 #
 #   docker build -t payguard:0.1.0 .
-#   docker run --rm --read-only -p 127.0.0.1:9090:9090 payguard:0.1.0
+#   openssl rand -hex 24 > admin-token && openssl rand -hex 32 > journal-key
+#   docker run --rm --read-only -p 127.0.0.1:9090:9090 \
+#     -v "$PWD/admin-token:/etc/payguard/admin-token:ro" \
+#     -v "$PWD/journal-key:/etc/payguard/journal-key:ro" payguard:0.1.0
 #   curl -s 127.0.0.1:9090/readyz
 #
 # The default config (deploy/base/config.toml) binds the proxy to 127.0.0.1:8080, so only a
 # process sharing the container's network namespace reaches it: the app in the same pod, or
-# `docker run --network container:<payguard>` locally. In Kubernetes see deploy/README.md.
+# `docker run --network container:<payguard>` locally. It reads the admin token and the
+# journal key from files beside it, which Kubernetes mounts from the Secret `payguard` (the
+# files must be readable by uid 65532). In Kubernetes see deploy/README.md.
 # payguard drains in-flight requests for 30s after SIGTERM: stop it with `docker stop -t 45`
 # (Docker's default is 10s).
 
@@ -50,13 +55,18 @@ RUN cargo fetch --locked \
         target/x86_64-unknown-linux-musl/release/.fingerprint/payguard-*
 
 # The sources, then the binary. The image's default config is validated by the binary just
-# built, and the store's directory is prepared for the runtime stage (owned by 65532 there).
+# built, beside placeholders for the two files of the Secret that the pod mounts beside it
+# (they stay in this build stage), and the store's directory is prepared for the runtime
+# stage (owned by 65532 there).
 COPY src ./src
 COPY deploy/base/config.toml ./deploy/base/config.toml
 RUN cargo build --release --locked --bin payguard \
     && install -D -m 0555 target/x86_64-unknown-linux-musl/release/payguard /out/payguard \
     && /out/payguard --version \
-    && /out/payguard check --config deploy/base/config.toml \
+    && install -D -m 0444 deploy/base/config.toml /tmp/check/config.toml \
+    && printf 'placeholder-admin-token-0123456789\n' > /tmp/check/admin-token \
+    && printf '%064d\n' 0 > /tmp/check/journal-key \
+    && /out/payguard check --config /tmp/check/config.toml \
     && install -d -m 0750 /out/var/lib/payguard
 
 # distroless/static: CA certificates, tzdata and /etc/passwd with nonroot (65532), no shell and

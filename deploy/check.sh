@@ -3,7 +3,7 @@
 # every kustomization (rendered with kustomize when it is available), every manifest against
 # the Kubernetes schemas (kubernetes-validate --strict), what those schemas cannot see (the
 # PodMonitor CRD, the sidecar's agreement with payguard's config: deploy/check_manifests.py),
-# and the shipped config with `payguard check`.
+# and the shipped config with `payguard check` (beside placeholders for the Secret's files).
 #
 #   bash deploy/check.sh            # from anywhere; installs missing Python tools with pip
 #
@@ -95,6 +95,18 @@ payguard() {
     fi
 }
 
+# check_config FILE: `payguard check` on FILE as the pod reads it. In the pod the Secret
+# payguard is mounted beside config.toml, and the config names its files (the admin token, the
+# journal key) by relative path; here FILE is copied into a scratch directory beside
+# placeholders for them (check_manifests.py placeholders), so the repository holds no secret.
+check_config() {
+    local dir
+    dir=$(mktemp -d "$tmp/config.XXXXXX")
+    cp "$1" "$dir/config.toml"
+    python3 deploy/check_manifests.py placeholders "$dir/config.toml"
+    payguard check --config "$dir/config.toml"
+}
+
 # --- the image ----------------------------------------------------------------------------
 
 check "hadolint Dockerfile" hadolint --no-color Dockerfile
@@ -104,10 +116,10 @@ check "Dockerfile and .dockerignore agree with deploy/base/config.toml" \
 
 # --- the config ---------------------------------------------------------------------------
 
-check "payguard check deploy/base/config.toml" payguard check --config deploy/base/config.toml
+check "payguard check deploy/base/config.toml" check_config deploy/base/config.toml
 # Overlays that replace the config (configMapGenerator behavior: replace) ship their own.
 for file in deploy/overlays/*/config.toml; do
-    [[ -f $file ]] && check "payguard check $file" payguard check --config "$file"
+    [[ -f $file ]] && check "payguard check $file" check_config "$file"
 done
 
 # --- the kustomizations -------------------------------------------------------------------
@@ -144,7 +156,7 @@ for dir in "${kustomizations[@]}"; do
             python3 deploy/check_manifests.py podmonitor "$out/core.yaml" "$out/custom.yaml"
         if [[ -f $out/config.toml ]]; then
             check "$dir: payguard check on the rendered ConfigMap's config.toml" \
-                payguard check --config "$out/config.toml"
+                check_config "$out/config.toml"
             check "$dir: the sidecar agrees with the rendered config" \
                 python3 deploy/check_manifests.py sidecar --config "$out/config.toml" \
                 "$out/core.yaml"

@@ -12,7 +12,12 @@ Subcommands (each exits 0 when clean, 1 listing every problem it found):
   sidecar --config TOML FILE...
                               the pod with payguard agrees with payguard's config: native
                               sidecar, probe paths and ports, the proxy URL the app uses, the
-                              mounts for the config and the store, security, grace period
+                              mounts for the config and the store, the secrets the config
+                              names coming from Secrets, an admin token, no plaintext
+                              journal, security, grace period
+  placeholders TOML           writes placeholder files beside TOML for the secret files it
+                              names by relative path (admin token, journal key, webhook
+                              secret), so `payguard check` can run where no Secret is mounted
   dockerfile DOCKERFILE DOCKERIGNORE --config TOML
                               the image's user, entrypoint, ports and volumes agree with the
                               config, and .dockerignore keeps every file the build copies
@@ -101,6 +106,26 @@ def load_config(path: str) -> dict:
         return tomllib.load(f)
 
 
+def secret_files(cfg: dict) -> dict[str, str]:
+    """The files holding secrets that a config names, by their dotted key."""
+    resolver = cfg.get("resolver", {})
+    files = {
+        "admin.token_file": cfg.get("admin", {}).get("token_file"),
+        "resolver.encryption_key_file": resolver.get("encryption_key_file"),
+        "resolver.webhook.secret_file": resolver.get("webhook", {}).get("secret_file"),
+    }
+    return {k: v for k, v in files.items() if v}
+
+
+def secret_envs(cfg: dict) -> dict[str, str]:
+    """The environment variables holding secrets that a config names, by their dotted key."""
+    envs = {
+        "admin.token_env": cfg.get("admin", {}).get("token_env"),
+        "redis.password_env": cfg.get("redis", {}).get("password_env"),
+    }
+    return {k: v for k, v in envs.items() if v}
+
+
 def config_facts(path: str) -> dict:
     cfg = load_config(path)
     listen = cfg.get("listen", {})
@@ -113,6 +138,9 @@ def config_facts(path: str) -> dict:
         "store": idem.get("store", "embedded"),
         "store_path": store_path,
         "drain": parse_duration(server.get("drain_timeout", "30s")),
+        "secret_files": secret_files(cfg),
+        "secret_envs": secret_envs(cfg),
+        "plaintext_journal": cfg.get("resolver", {}).get("allow_plaintext_journal", False),
     }
 
 
@@ -380,6 +408,85 @@ def mount_for(path: str, container: dict) -> dict | None:
     return best
 
 
+def volume_sources(volume: dict) -> list[tuple[str, dict]]:
+    """A volume's ("configMap" | "secret", source) pairs: itself, or a projected volume's."""
+    if "projected" in volume:
+        return [
+            (kind, src[kind])
+            for src in (volume["projected"] or {}).get("sources") or []
+            for kind in ("configMap", "secret")
+            if kind in src
+        ]
+    return [(kind, volume[kind]) for kind in ("configMap", "secret") if kind in volume]
+
+
+def configmap_keys(name: str, docs: list[dict]) -> set[str] | None:
+    """The keys of ConfigMap `name` in the manifests; None when it is not among them."""
+    maps = [
+        d for d in docs
+        if d.get("kind") == "ConfigMap" and (d.get("metadata") or {}).get("name") == name
+    ]
+    return set((maps[0].get("data") or {})) if maps else None
+
+
+def provides(kind: str, src: dict, name: str, docs: list[dict]) -> bool:
+    """Whether a volume source puts file `name` (relative to the mount) there. A source
+    without `items` projects every key of its object: a ConfigMap's keys are checked when it
+    is in the manifests; a Secret's cannot be (Secrets are created by hand), so it may."""
+    items = src.get("items")
+    if items is not None:
+        return any(i.get("path") == name for i in items)
+    if kind == "configMap":
+        keys = configmap_keys(src.get("name"), docs)
+        return keys is None or name in keys
+    return True
+
+
+def in_pod(path: str, cfg_path: str) -> str:
+    """Where a path the config names is in the pod (relative: from the config's directory)."""
+    return path if os.path.isabs(path) else os.path.join(os.path.dirname(cfg_path), path)
+
+
+def check_secrets(pg: dict, spec: dict, docs: list[dict], facts: dict, cfg_path: str,
+                  problems: Problems, where: str) -> None:
+    """Every secret the config names comes from a Secret, there is an admin token when the
+    admin listener is reachable from outside, and the journal is never allowed in clear."""
+    volumes = {v.get("name"): v for v in spec.get("volumes") or []}
+    for key, file in facts["secret_files"].items():
+        path = in_pod(file, cfg_path)
+        mount = mount_for(path, pg)
+        kinds = set()
+        if mount is not None:
+            name = os.path.relpath(path, mount["mountPath"])
+            for kind, src in volume_sources(volumes.get(mount.get("name")) or {}):
+                if provides(kind, src, name, docs) and (
+                    kind == "secret" or configmap_keys(src.get("name"), docs) is not None
+                ):
+                    kinds.add(kind)
+        problems.check(
+            kinds == {"secret"},
+            where, f"{key} = {file!r} ({path}) is not a file of a mounted Secret"
+            + (" (a ConfigMap holds it)" if "configMap" in kinds else ""),
+        )
+    env = {e.get("name"): e for e in pg.get("env") or []}
+    for key, name in facts["secret_envs"].items():
+        ref = ((env.get(name) or {}).get("valueFrom") or {}).get("secretKeyRef")
+        problems.check(
+            bool(ref), where, f"{key} = {name!r}: the container has no {name} from a Secret"
+        )
+    admin_host, _ = facts["admin"]
+    token = "admin.token_file" in facts["secret_files"] or "admin.token_env" in facts["secret_envs"]
+    problems.check(
+        token or admin_host in ("127.0.0.1", "localhost", "::1"),
+        where, "no [admin] token_file or token_env: with listen.admin reachable from the pod "
+        "network, payguard refuses every give-up",
+    )
+    problems.check(
+        not facts["plaintext_journal"], where,
+        "resolver.allow_plaintext_journal = true: seal the journal with encryption_key_file",
+    )
+
+
 def check_sidecar(w: dict, docs: list[dict], facts: dict, problems: Problems) -> None:
     spec, meta = pod_spec(w), pod_meta(w)
     inits = {c.get("name"): c for c in spec.get("initContainers") or []}
@@ -463,18 +570,24 @@ def check_sidecar(w: dict, docs: list[dict], facts: dict, problems: Problems) ->
     if mount is None:
         problems.add(where, f"its config {cfg_path} is on no volume")
     else:
-        cm = (volumes.get(mount.get("name")) or {}).get("configMap") or {}
         key = os.path.relpath(cfg_path, mount["mountPath"])
+        sources = volume_sources(volumes.get(mount.get("name")) or {})
+        cm = next(
+            (src for kind, src in sources if kind == "configMap" and provides(kind, src, key, docs)),
+            {},
+        )
         maps = [
             d for d in docs
             if d.get("kind") == "ConfigMap" and (d.get("metadata") or {}).get("name") == cm.get("name")
         ]
-        problems.check(bool(cm), where, f"{mount['mountPath']} is not a ConfigMap volume")
+        problems.check(bool(cm), where, f"{cfg_path} does not come from a ConfigMap")
         if cm and any(d.get("kind") == "ConfigMap" for d in docs):
             problems.check(
                 any(key in (d.get("data") or {}) for d in maps),
                 where, f"ConfigMap {cm.get('name')!r} with key {key!r} is not in the manifests",
             )
+    if cfg_path:
+        check_secrets(pg, spec, docs, facts, cfg_path, problems, where)
     if facts["store"] == "embedded":
         store = facts["store_path"]
         if not os.path.isabs(store) and cfg_path:
@@ -525,6 +638,32 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         check_sidecar(w, docs, facts, problems)
     names = ", ".join(describe(w) for w in found)
     return problems.finish(f"{names}: payguard sidecar agrees with {args.config}")
+
+
+# --- placeholders -------------------------------------------------------------------------
+
+PLACEHOLDERS = {
+    "admin.token_file": "placeholder-admin-token-0123456789\n",
+    "resolver.encryption_key_file": "0" * 64 + "\n",
+    "resolver.webhook.secret_file": "placeholder-webhook-secret-0123456789\n",
+}
+
+
+def cmd_placeholders(args: argparse.Namespace) -> int:
+    problems = Problems()
+    base = os.path.dirname(os.path.abspath(args.config))
+    written = []
+    for key, file in secret_files(load_config(args.config)).items():
+        if os.path.isabs(file):
+            problems.add(args.config, f"{key} = {file!r} is absolute: no placeholder can stand in")
+            continue
+        path = os.path.join(base, file)
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(PLACEHOLDERS[key])
+            written.append(f"{key} ({file})")
+    return problems.finish(f"placeholders for {', '.join(written) or 'nothing'}")
 
 
 # --- dockerfile ---------------------------------------------------------------------------
@@ -646,6 +785,9 @@ def main() -> int:
     p.add_argument("--config", required=True)
     p.add_argument("files", nargs="+")
     p.set_defaults(func=cmd_sidecar)
+    p = sub.add_parser("placeholders")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_placeholders)
     p = sub.add_parser("dockerfile")
     p.add_argument("dockerfile")
     p.add_argument("dockerignore")

@@ -14,6 +14,11 @@
 //! and names what is degraded in its body. The exception is a store failing while some route
 //! has `on_store_error = "closed"`: that replica would refuse those payments, so it is
 //! reported not ready.
+//!
+//! Reads are open to whoever reaches the listener; writes (the resolver's give-up) are let
+//! through only by [`access`]: with the configured bearer token, or on a loopback listener.
+
+pub mod access;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,6 +28,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 
+use self::access::Access;
 use crate::proxy::ProxyState;
 use crate::reload::LiveState;
 
@@ -109,12 +115,29 @@ fn readiness(state: &ProxyState) -> Response<Full<Bytes>> {
     }
 }
 
-/// `handle` in the shape hyper's `service_fn` wants.
+/// `handle` in the shape hyper's `service_fn` wants, behind [`access`]'s rule for writes: a
+/// refused write gets 401 before any handler sees it.
 pub async fn serve<B>(
     request: Request<B>,
     state: LiveState,
     ready: Readiness,
+    access: Arc<Access>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let refused = match Access::is_write(request.method()) {
+        true => access.check(request.headers()).err(),
+        false => None,
+    };
+    if let Some(refusal) = refused {
+        // Why, never what was sent: the header may hold a token, right or nearly.
+        let method = request.method();
+        tracing::warn!(%method, reason = refusal.label(), "refused an admin write");
+        let mut response = text(StatusCode::UNAUTHORIZED, refusal.message());
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"payguard admin\""),
+        );
+        return Ok(response);
+    }
     let current = state.load_full();
     if let Some(response) = crate::resolver::admin::handle(&request, &current).await {
         return Ok(response);

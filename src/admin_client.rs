@@ -1,6 +1,7 @@
 //! Talking to a running sidecar's admin listener: what `payguard stats`, `payguard
-//! unresolved` and the demo use to read its reports. One small client, so every command names
-//! the address the same way and fails the same way when the sidecar is not there.
+//! unresolved` and the demo use to read its reports, and `payguard unresolved give-up` to
+//! write, with the admin token. One small client, so every command names the address the same
+//! way and fails the same way when the sidecar is not there.
 
 use std::time::Duration;
 
@@ -24,15 +25,35 @@ pub fn url(admin: &str, path: &str) -> String {
 
 /// Sends `method path` to the admin listener and returns the body of a 2xx answer.
 pub async fn call(admin: &str, method: http::Method, path: &str) -> anyhow::Result<Bytes> {
+    call_with_token(admin, method, path, None).await
+}
+
+/// [`call`], with `Authorization: Bearer <token>` when a token is given: what the admin
+/// listener's writes need (`[admin]` in the sidecar's config).
+pub async fn call_with_token(
+    admin: &str,
+    method: http::Method,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<Bytes> {
     let url = url(admin, path);
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("bad admin address {admin:?}"))?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let request = http::Request::builder()
+    let mut request = http::Request::builder()
         .method(method)
         .uri(uri)
         .body(Empty::new())?;
+    if let Some(token) = token {
+        // The error says nothing of the value: it is a secret.
+        let mut value = http::HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("the admin token holds characters a header cannot"))?;
+        value.set_sensitive(true);
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
+    }
     let exchange = async {
         let response = client.request(request).await?;
         let status = response.status();

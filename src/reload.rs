@@ -33,6 +33,7 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
     };
     check(running.proxy_addr != new.proxy_addr, "listen.proxy");
     check(running.admin_addr != new.admin_addr, "listen.admin");
+    check(running.admin != new.admin, "admin.token_file/token_env");
     check(
         running.worker_threads != new.worker_threads,
         "server.worker_threads",

@@ -79,6 +79,11 @@ impl RoutePattern {
         }
     }
 
+    /// The method it matches; `None` for any (`*`).
+    pub fn method(&self) -> Option<&Method> {
+        self.method.as_ref()
+    }
+
     pub fn matches(&self, method: &Method, path: &str) -> bool {
         if self.method.as_ref().is_some_and(|m| m != method) {
             return false;

@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::admin::access::Access;
 use crate::admin::{self, Readiness};
 use crate::config::Config;
 use crate::error::ProxyError;
@@ -48,6 +49,8 @@ pub struct Server {
     prune_interval: Duration,
     state: LiveState,
     ready: Readiness,
+    /// Who may write through the admin listener, decided from `[admin]` and where it is bound.
+    access: Arc<Access>,
     /// The config file to watch for reloads, and the config it held at start.
     watch: Option<(PathBuf, Config)>,
 }
@@ -70,9 +73,11 @@ impl Server {
         proxy: TcpListener,
         admin: TcpListener,
     ) -> anyhow::Result<Server> {
+        let admin_addr = admin.local_addr()?;
         Ok(Server {
             proxy_addr: proxy.local_addr()?,
-            admin_addr: admin.local_addr()?,
+            admin_addr,
+            access: Arc::new(Access::new(&config.admin, admin_addr)?),
             proxy,
             admin,
             drain_timeout: config.drain_timeout,
@@ -117,12 +122,14 @@ impl Server {
             self.header_read_timeout,
             self.state.clone(),
             self.ready.clone(),
+            self.access.clone(),
             admin_stopped,
         ));
         // Every connection task is kept, so `run` returns only once all of them are gone and
         // nothing still holds the state (and the store file behind it).
         let mut connections = JoinSet::new();
         self.ready.set(true);
+        tracing::info!("{}", self.access.describe());
         tracing::info!(proxy = %self.proxy_addr, admin = %self.admin_addr, "payguard is serving");
 
         tokio::pin!(shutdown);
@@ -295,6 +302,7 @@ async fn serve_admin(
     header_read_timeout: Duration,
     state: LiveState,
     ready: Readiness,
+    access: Arc<Access>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let builder = connection_builder(header_read_timeout);
@@ -313,13 +321,13 @@ async fn serve_admin(
                 }
             },
         };
-        let (state, ready) = (state.clone(), ready.clone());
+        let (state, ready, access) = (state.clone(), ready.clone(), access.clone());
         let requests = Arc::new(Notify::new());
         let service = hyper::service::service_fn({
             let requests = requests.clone();
             move |request| {
                 requests.notify_one();
-                admin::serve(request, state.clone(), ready.clone())
+                admin::serve(request, state.clone(), ready.clone(), access.clone())
             }
         });
         let connection = builder

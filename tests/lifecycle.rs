@@ -48,6 +48,7 @@ async fn sigterm_drains_then_exits_zero() {
         proxy,
         admin,
         log,
+        ..
     } = spawn_payguard(&file).await;
 
     let url = format!("http://{proxy}/_double/slow?ms=600");

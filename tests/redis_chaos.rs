@@ -61,12 +61,14 @@ async fn replicas_killed_at_random_charge_every_payment_exactly_once() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("config.toml");
+    // Its throwaway test payloads may sit in this Redis in clear (allow_plaintext_journal).
     let toml = format!(
         "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
          [upstream]\nurl = \"{}\"\n[log]\nlevel = \"info\"\n\
          [redis]\nurl = \"{}\"\nkey_prefix = \"chaos:\"\nreplicas = 3\n\
          [idempotency]\nstore = \"redis\"\ncoalesce_wait = \"500ms\"\n{RESENDS}\
          [resolver]\ninterval = \"100ms\"\nbase_delay = \"300ms\"\nmax_delay = \"1s\"\n\
+         allow_plaintext_journal = true\n\
          [retry]\ndeadline = \"3s\"\nattempt_timeout = \"1s\"\nbase_delay = \"20ms\"\nmax_delay = \"200ms\"\n\
          [rate_limit]\nrate = 200.0\n",
         provider.url(),

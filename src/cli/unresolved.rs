@@ -1,6 +1,10 @@
 //! `payguard unresolved`: the requests a running sidecar could not settle, and giving up on
-//! one, through its admin listener.
+//! one, through its admin listener. Listing needs nothing; giving up is the listener's one
+//! write, so it sends the admin token (`[admin]` in the sidecar's config) when given one:
+//! from `--token-file`, else `PAYGUARD_ADMIN_TOKEN`. A sidecar whose admin listener is on
+//! loopback and has no token configured takes it without one.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -30,6 +34,14 @@ enum Action {
     GiveUp {
         /// The entry's id as listed (at least 4 characters of it).
         id: String,
+        /// A file holding the sidecar's admin token ([admin] token_file there), sent as
+        /// `Authorization: Bearer`.
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// The admin token itself, when there is no --token-file. Prefer the variable or a
+        /// file: a command line is visible to every user of the machine.
+        #[arg(long, env = "PAYGUARD_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
 }
 
@@ -43,9 +55,23 @@ pub fn run(args: Args) -> ExitCode {
                     .context("the admin listener did not return a payguard listing")?;
                 Ok(show(&listing.entries, args.json, &listing))
             }
-            Some(Action::GiveUp { id }) => {
+            Some(Action::GiveUp {
+                id,
+                token_file,
+                token,
+            }) => {
+                let token = match token_file {
+                    Some(file) => Some(read_token(file)?),
+                    None => token
+                        .as_deref()
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned),
+                };
                 let path = format!("/unresolved/{id}/give-up");
-                let body = admin_client::call(&args.admin, http::Method::POST, &path).await?;
+                let (admin, post) = (&args.admin, http::Method::POST);
+                let body =
+                    admin_client::call_with_token(admin, post, &path, token.as_deref()).await?;
                 let rows: Vec<Row> = serde_json::from_slice(&body)
                     .context("the admin listener did not return the entry")?;
                 let listing = Listing { entries: rows };
@@ -66,6 +92,19 @@ pub fn run(args: Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The token in `file`, trimmed as the sidecar trims its own.
+fn read_token(file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the token file {}", file.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the token file {} is empty",
+        file.display()
+    );
+    Ok(token.to_owned())
 }
 
 fn show(rows: &[Row], json: bool, listing: &Listing) -> String {

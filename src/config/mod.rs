@@ -6,10 +6,12 @@
 //! into the [`Config`] the rest of payguard uses. Every problem is reported with the dotted key
 //! and the line it sits on, so `payguard check` can point at the exact spot in the file.
 
+mod admin;
 mod duration;
 mod idempotency;
 mod limits;
 mod location;
+mod payloads;
 mod redis;
 mod resolver;
 mod retry;
@@ -25,6 +27,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use admin::{AdminSpec, AdminToken, MIN_TOKEN_LEN};
 pub use idempotency::{IdempotencySpec, StoreKind, builtin_route_policy};
 pub use redis::{RedisSpec, RedisUrl};
 pub use resolver::{EncryptionKey, ResolverSpec};
@@ -34,6 +37,7 @@ pub use upstreams::{DEFAULT_UPSTREAM, UpstreamSpec};
 pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec};
 pub use webhook::{WebhookSecret, WebhookSpec};
 
+use admin::RawAdmin;
 use idempotency::{RawIdempotency, RawRoutePolicy};
 use limits::{RawBreaker, RawRateLimit};
 use redis::RawRedis;
@@ -129,6 +133,8 @@ fn syntax_issue(text: &str, err: &toml::de::Error) -> ConfigIssue {
 pub(crate) struct RawConfig {
     #[serde(default)]
     pub listen: RawListen,
+    #[serde(default)]
+    pub admin: RawAdmin,
     pub upstream: RawUpstream,
     #[serde(default)]
     pub upstreams: BTreeMap<String, RawUpstream>,

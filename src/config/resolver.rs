@@ -29,6 +29,9 @@ pub(crate) struct RawResolver {
     #[serde(default = "default_max_entries")]
     pub max_entries: usize,
     pub encryption_key_file: Option<PathBuf>,
+    /// Accept payloads in clear where they would be kept at rest ([`super::payloads`]).
+    #[serde(default)]
+    pub allow_plaintext_journal: bool,
     pub webhook: Option<RawWebhook>,
 }
 
@@ -43,6 +46,7 @@ impl Default for RawResolver {
             keep_finished: default_keep_finished(),
             max_entries: default_max_entries(),
             encryption_key_file: None,
+            allow_plaintext_journal: false,
             webhook: None,
         }
     }
@@ -112,6 +116,14 @@ impl ResolverSpec {
     /// `[route.resolver] enabled` for `route`, when its config says.
     pub fn route_override(&self, route: &str) -> Option<bool> {
         self.overrides.get(route).copied()
+    }
+
+    /// Whether `route` re-sends its unresolved requests, for a request that a duplicate window
+    /// across keys covers (`windowed`) or not: the one rule of [`crate::resolver::intake`],
+    /// which keeps a payload exactly when it holds, and of [`super::payloads`].
+    pub fn resends(&self, route: &str, windowed: bool) -> bool {
+        self.route_override(route)
+            .unwrap_or(self.enabled && windowed)
     }
 
     /// Whether re-sending is switched off for `route` (its entries are then only reported).

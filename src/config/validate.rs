@@ -8,13 +8,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use super::admin::{self, AdminSpec};
 use super::idempotency::{self as idem, IdempotencySpec};
 use super::limits;
 use super::redis::{self, RedisSpec};
 use super::resolver::{self as resolver_config, ResolverSpec};
 use super::retry::{self, BudgetSpec};
 use super::upstreams::{self, UpstreamSpec};
-use super::{ConfigIssue, RawConfig};
+use super::{ConfigIssue, RawConfig, payloads};
 use crate::breaker::BreakerSpec;
 use crate::idempotency::RoutePolicy;
 use crate::profile::{Profile, STRIPE};
@@ -27,6 +28,7 @@ use crate::route::RoutePattern;
 pub struct Config {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub admin: AdminSpec,
     /// Every upstream, `[upstream]` first; routes point into it by index. Each carries its
     /// own limiter and breaker (`[upstream]`'s are the top-level `[rate_limit]`, `[breaker]`).
     pub upstreams: Vec<UpstreamSpec>,
@@ -164,6 +166,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
         redis.as_ref(),
         &mut issue,
     );
+    let admin = admin::spec(&raw.admin, base_dir, &mut issue);
     let idempotency = idem::spec(&raw.idempotency, base_dir, redis.is_some(), &mut issue);
     let mut resolver = resolver_config::spec(&raw.resolver, base_dir, &mut issue);
     // The resolver's window applies to every upstream's requests: longer than the shortest
@@ -280,11 +283,15 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
         }
     }
 
+    let rule = payloads::Rule::new(&raw.resolver, &resolver, &idempotency.store);
+    rule.check(&routes, upstreams.first(), &default_idempotency, &mut issue);
+
     let upstreams: Option<Vec<UpstreamSpec>> = upstreams.into_iter().collect();
     match upstreams {
         Some(upstreams) if issues.is_empty() => Ok(Config {
             proxy_addr: raw.listen.proxy,
             admin_addr: raw.listen.admin,
+            admin,
             upstreams,
             max_request_body: raw.server.max_request_body_bytes,
             drain_timeout: raw.server.drain_timeout,

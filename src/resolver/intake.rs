@@ -49,9 +49,7 @@ pub fn prepare(
     let window = policy
         .dedup_window
         .filter(|_| identity.windowed && policy.dedup_across_keys);
-    let resend = spec
-        .route_override(&route.name)
-        .unwrap_or(spec.enabled && window.is_some());
+    let resend = spec.resends(&route.name, window.is_some());
     let mut entry = Entry::new(
         route.name.clone(),
         parts.method.to_string(),

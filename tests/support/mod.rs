@@ -90,6 +90,17 @@ async fn start(config: &Config, watch: Option<&std::path::Path>) -> Proxy {
     launch(server)
 }
 
+/// As [`start_proxy_with`], with the admin listener bound to `admin` (e.g. `0.0.0.0:0`, not
+/// loopback); `Proxy::admin` still names it by 127.0.0.1, for clients on this machine.
+pub async fn start_proxy_admin_on(config: &Config, admin: &str) -> Proxy {
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind(admin).await.unwrap();
+    let server = Server::with_listeners(config, proxy, admin).expect("server builds");
+    let mut running = launch(server);
+    running.admin = SocketAddr::from(([127, 0, 0, 1], running.admin.port()));
+    running
+}
+
 fn launch(server: Server) -> Proxy {
     let (addr, admin) = (server.proxy_addr(), server.admin_addr());
     let (stop, stopped) = oneshot::channel::<()>();

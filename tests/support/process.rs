@@ -45,6 +45,8 @@ pub struct Process {
     pub child: Child,
     pub proxy: String,
     pub admin: String,
+    /// The log lines up to the start, "payguard is serving" included.
+    pub started: Vec<String>,
     /// Every log line after the start, once the process has exited.
     pub log: JoinHandle<Vec<String>>,
 }
@@ -82,12 +84,14 @@ pub async fn spawn_command(
         .expect("payguard starts");
     let stderr = child.stderr.take().expect("stderr is piped");
     let mut lines = BufReader::new(stderr).lines();
+    let mut started = Vec::new();
     let (proxy, admin) = loop {
         let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
             .await
             .expect("payguard logs its addresses")
             .expect("stderr is readable")
             .expect("payguard is still running");
+        started.push(line.clone());
         if line.contains("payguard is serving") {
             break (field(&line, "proxy="), field(&line, "admin="));
         }
@@ -107,6 +111,7 @@ pub async fn spawn_command(
         child,
         proxy,
         admin,
+        started,
         log,
     }
 }

@@ -6,8 +6,11 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 
-/// Fast resolver rounds, deterministic jitter and quick retries, for every resolver test.
+/// Fast resolver rounds, deterministic jitter and quick retries, for every resolver test. Their
+/// journals hold throwaway test payloads, so they accept them in clear where the store would
+/// keep them on disk (the rule itself is tested in `src/config/payloads.rs`).
 pub const FAST: &str = "[resolver]\ninterval = \"20ms\"\nbase_delay = \"50ms\"\nmax_delay = \"200ms\"\n\
+     allow_plaintext_journal = true\n\
      [retry]\nmax_attempts = 2\nbase_delay = \"5ms\"\nmax_delay = \"10ms\"\njitter_seed = 1\n\
      attempt_timeout = \"1s\"\ndeadline = \"2s\"\n";
 
@@ -39,6 +42,23 @@ pub async fn rows(admin: &str) -> Vec<serde_json::Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
+}
+
+/// The state of the row for idempotency key `key`; panics when it is not listed.
+pub async fn state(admin: &str, key: &str) -> String {
+    let rows = rows(admin).await;
+    let row = rows.iter().find(|r| r["key"] == key);
+    let row = row.unwrap_or_else(|| panic!("{key} is not listed"));
+    row["state"].as_str().unwrap_or_default().to_owned()
+}
+
+/// An empty POST to `path` on the admin listener at `admin`, with this `Authorization`.
+pub async fn admin_post(admin: &str, path: &str, authorization: Option<&str>) -> super::Reply {
+    let mut request = Request::post(format!("http://{admin}{path}"));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    super::send(request.body(Full::new(Bytes::new())).unwrap()).await
 }
 
 /// The row for idempotency key `key`, once it is in `state`; panics after 15 s.
