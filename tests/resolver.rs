@@ -323,3 +323,32 @@ async fn an_answer_cut_off_on_its_way_leaves_the_request_pending() {
     wait_for(&admin, "order-cut", "resolved").await;
     assert_eq!(provider.ledger().count(EffectKind::PaymentIntentCreated), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_never_reads_not_executed_while_an_earlier_attempt_is_in_doubt() {
+    // The payment's first request ends "outcome unknown" and opens the breaker. Its retries,
+    // under the same key or under a new one the duplicate window joins to it, are refused
+    // locally: nothing is sent, but the payment may still be executed by the resolver, so the
+    // app must hear "outcome unknown", not a 503 it would take for "failed".
+    let provider = double::spawn(DoubleConfig::default()).await.unwrap();
+    for _ in 0..2 {
+        provider.faults().push(Fault::Status(503));
+    }
+    let breaker = "[breaker]\nconsecutive_failures = 2\nbreak_duration = \"30s\"\n";
+    let proxy = start_proxy(&config_toml(&provider.url(), &resolving(breaker))).await;
+    let url = proxy.url("/v1/payment_intents");
+    let form = "amount=880&currency=usd&metadata[order_id]=doubt-1";
+    let first = send(payment(&url, "doubt-key", form)).await;
+    assert_outcome_unknown(&first, &[502]);
+    // The same key: refused by the open breaker, still in doubt.
+    let again = send(payment(&url, "doubt-key", form)).await;
+    assert_outcome_unknown(&again, &[502]);
+    assert_eq!(again.headers["payguard-attempts"], "0");
+    // A new key for the same payment (the article's loop): joined, refused, still in doubt.
+    let fresh = send(payment(&url, "doubt-key-2", form)).await;
+    assert_outcome_unknown(&fresh, &[502]);
+    // Another payment that nothing ties to a doubt: the plain refusal.
+    let other = send(payment(&url, "other-key", "amount=1&currency=usd")).await;
+    assert_payguard_error(&other, 503, "payguard_circuit_open");
+    assert_eq!(provider.requests_seen(), 2);
+}

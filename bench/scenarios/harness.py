@@ -477,14 +477,18 @@ def outage_figures(doc, before, timeline):
     during = [r for r in rows if start <= r["arrival"] < end]
     after_rows = [r for r in rows if r["arrival"] >= end]
     calls = timeline["calls_at_end"] - timeline["calls_before"]
+    # Each order's HTTP requests (its client's own retries included): what "app request" means.
+    requests = sum(r.get("attempts") or 1 for r in sent_during)
     first_ok = min((r["end"] for r in rows if r["ok"] and r["end"] >= end), default=None)
     return {
         "outage_s": end - start,
         "orders_arrived_during": len(during),
         "completed_arrived_during": sum(r["ok"] for r in during),
-        "app_requests_during": len(sent_during),
+        "orders_started_during": len(sent_during),
+        "app_requests_during": requests,
         "provider_calls_during": calls,
-        "calls_per_app_request_during": calls / len(sent_during) if sent_during else None,
+        "calls_per_order_during": calls / len(sent_during) if sent_during else None,
+        "calls_per_app_request_during": calls / requests if requests else None,
         "orders_after": len(after_rows),
         "completed_after": sum(r["ok"] for r in after_rows),
         "first_success_after_s": None if first_ok is None else first_ok - end,
@@ -546,6 +550,7 @@ def table(name, spec, summaries, opts):
         cols.append(("share of the 10/s cap used", lambda r: None if r["cap"]["share_of_cap"] is None else 100 * r["cap"]["share_of_cap"], "pct"))
     if name == "outage":
         cols.append(("provider calls/app request in outage", lambda r: r["outage"].get("calls_per_app_request_during"), "f2"))
+        cols.append(("provider calls/order in outage", lambda r: r["outage"].get("calls_per_order_during"), "f2"))
         cols.append(("first success after recovery", lambda r: r["outage"].get("first_success_after_s"), "s"))
         cols.append(("completed, arrived in outage", lambda r: pct(r["outage"].get("completed_arrived_during"), r["outage"].get("orders_arrived_during")), "pct"))
         cols.append(("completed, arrived after", lambda r: pct(r["outage"].get("completed_after"), r["outage"].get("orders_after")), "pct"))

@@ -9,10 +9,10 @@ use http_body_util::Full;
 use super::{Forwarded, ProxyState};
 use crate::config::RouteSpec;
 use crate::error::ProxyError;
-use crate::idempotency::{Admission, RequestIdentity};
+use crate::idempotency::{Admission, RequestIdentity, fingerprint};
 use crate::inbound::is_idempotent;
 use crate::metrics::Origin;
-use crate::resolver::{self, Verdict};
+use crate::resolver::{self, Ticket, Verdict};
 use crate::retry::{self, RequestFacts};
 
 impl ProxyState {
@@ -39,6 +39,32 @@ impl ProxyState {
     ) -> (Verdict, u32) {
         let (forwarded, verdict) = self.exchange(parts, body, route, deadline, false).await;
         (verdict, forwarded.attempts)
+    }
+
+    /// A keyed request that sent nothing (a local refusal, a 429) tells the app "not executed"
+    /// only if no earlier request with its key is still in doubt: the SDK's retry after an
+    /// "outcome unknown", or a new-key request joined to one, must not read "failed" while the
+    /// journal holds the payment and the resolver may yet execute it.
+    async fn earlier_doubt(
+        &self,
+        route: &RouteSpec,
+        parts: &http::request::Parts,
+        identity: &Option<RequestIdentity>,
+        own: bool,
+        result: Result<http::Response<super::ProxyBody>, ProxyError>,
+    ) -> Result<http::Response<super::ProxyBody>, ProxyError> {
+        let key = parts.headers.get(&route.profile.key_header);
+        let (Some(scope), Some(key)) = (identity.as_ref().and_then(|i| i.scope), key) else {
+            return result;
+        };
+        let id = fingerprint::record_key(&scope, key.as_bytes());
+        if !self.journal.in_doubt(id, own).await {
+            return result;
+        }
+        Err(ProxyError::OutcomeUnknown {
+            detail: "an earlier request with this key may have executed, and payguard has not settled it yet".into(),
+            timed_out: false,
+        })
     }
 
     async fn exchange(
@@ -116,6 +142,14 @@ impl ProxyState {
             // Dropping the guard releases the key: the outcome is unknown, so the app's retry
             // must reach the provider, which is the authority on what happened.
             (Err(e), _) => Err(ProxyError::from(e)),
+        };
+        let result = match verdict {
+            Verdict::NothingSent => {
+                let own = ticket.as_ref().is_some_and(Ticket::sent);
+                self.earlier_doubt(route, &parts, &identity, own, result)
+                    .await
+            }
+            _ => result,
         };
         // A final answer whose body was cut off never reached the app: still in doubt.
         let verdict = match (&result, verdict) {

@@ -236,6 +236,14 @@ impl Journal {
             .map(|_| ())
     }
 
+    /// Whether an earlier request with this entry's key is still in doubt: a later request
+    /// that executed nothing must then not tell the app "not executed". `own` says the asking
+    /// request wrote the entry itself: then only an earlier doubt it reopened counts.
+    pub async fn in_doubt(&self, id: Id, own: bool) -> bool {
+        let read = self.store.update(id, false, Box::new(|_| Write::Keep));
+        matches!(read.await, Ok(Some(e)) if !e.state.finished() && (!own || e.was_pending))
+    }
+
     pub async fn list(&self) -> Result<Vec<(Id, Entry)>, JournalError> {
         self.store.list().await
     }
@@ -278,6 +286,11 @@ enum Phase {
 impl Ticket {
     pub fn id(&self) -> Id {
         self.id
+    }
+
+    /// Whether an attempt left with this ticket's entry written.
+    pub fn sent(&self) -> bool {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Called before each attempt leaves: the first call writes the entry durably (in a task
