@@ -6,9 +6,7 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use payguard::config::{RedisSpec, RedisUrl};
 use payguard::idempotency::conformance;
 use payguard::idempotency::memory::MemoryStore;
 use payguard::idempotency::redis::RedisStore;
@@ -18,20 +16,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use support::redis::RedisServer;
 
-fn spec(server: &RedisServer, prefix: &str) -> RedisSpec {
-    RedisSpec {
-        url: RedisUrl(server.url()),
-        password_env: None,
-        key_prefix: prefix.to_owned(),
-        connect_timeout: Duration::from_secs(1),
-        command_timeout: Duration::from_secs(2),
-        pool_size: 2,
-        replicas: 1,
-    }
-}
-
 fn pool(server: &RedisServer, prefix: &str) -> Arc<RedisPool> {
-    Arc::new(RedisPool::new(&spec(server, prefix)).unwrap())
+    server.pool(prefix)
 }
 
 #[tokio::test]

@@ -26,19 +26,26 @@ async fn unresolved(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A config file in `dir` for the payguard binary: ephemeral ports, info logs, the embedded
+/// store in `dir` (`idempotency` adds keys to its table), re-sending resolver rounds.
+fn embedded_config(dir: &std::path::Path, provider: &str, idempotency: &str) -> std::path::PathBuf {
+    let file = dir.join("config.toml");
+    let extra = format!(
+        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [idempotency]\nstore = \"embedded\"\npath = \"store.redb\"\n{idempotency}{RESENDS}{FAST}"
+    );
+    let toml = config_toml(provider, &extra).replace("level = \"warn\"", "level = \"info\"");
+    std::fs::write(&file, toml).unwrap();
+    file
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_when_payguard_is_killed_is_resolved_after_restart() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
     // The provider holds the first request long enough to kill payguard while it waits.
     provider.faults().push(Fault::Stall(Duration::from_secs(2)));
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    let extra = format!(
-        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
-         [idempotency]\nstore = \"embedded\"\npath = \"store.redb\"\ncoalesce_wait = \"200ms\"\n{RESENDS}{FAST}"
-    );
-    let toml = config_toml(&provider.url(), &extra).replace("level = \"warn\"", "level = \"info\"");
-    std::fs::write(&file, toml).unwrap();
+    let file = embedded_config(dir.path(), &provider.url(), "coalesce_wait = \"200ms\"\n");
 
     let mut first = spawn_payguard(&file).await;
     let url = format!("http://{}/v1/payment_intents", first.proxy);
@@ -188,13 +195,7 @@ async fn a_settled_entry_does_not_come_back_after_a_kill() {
         should_retry: Some(false),
     });
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("config.toml");
-    let extra = format!(
-        "[listen]\nproxy = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
-         [idempotency]\nstore = \"embedded\"\npath = \"store.redb\"\n{RESENDS}{FAST}"
-    );
-    let toml = config_toml(&provider.url(), &extra).replace("level = \"warn\"", "level = \"info\"");
-    std::fs::write(&file, toml).unwrap();
+    let file = embedded_config(dir.path(), &provider.url(), "");
 
     let mut first = spawn_payguard(&file).await;
     let url = format!("http://{}/v1/payment_intents", first.proxy);

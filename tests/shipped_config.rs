@@ -6,28 +6,13 @@
 
 mod support;
 
-use payguard::config::Config;
-use payguard::double::{self, DoubleConfig, EffectKind, Profile};
+use payguard::double::EffectKind;
 use support::sdk::Sdk;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_config_completes_a_30_percent_fault_mix_without_double_charges() {
-    let provider = double::spawn(DoubleConfig {
-        record_requests: false,
-        ..DoubleConfig::default()
-    })
-    .await
-    .unwrap();
-    provider
-        .faults()
-        .set_profile(Profile::transient(0.3, 16))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::shipped(&provider.url(), &dir.path().join("store.redb"))
-        .unwrap()
-        .time_compressed(10.0);
-    let proxy = start_proxy_with(&config).await;
+    let (provider, proxy, _dir) = shipped_sidecar(0.3, 16).await;
 
     let lines = Sdk::Python
         .run(proxy.addr.port(), &["orders", "0", "300", "shipped", "4"])

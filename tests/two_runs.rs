@@ -12,32 +12,17 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use payguard::config::Config;
-use payguard::double::{self, DoubleConfig, EffectKind, Fault, Profile};
+use payguard::double::{EffectKind, Fault};
 use support::sdk::Sdk;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paying_again_under_new_keys_never_charges_twice() {
-    let provider = double::spawn(DoubleConfig {
-        record_requests: false,
-        ..DoubleConfig::default()
-    })
-    .await
-    .unwrap();
-    provider
-        .faults()
-        .set_profile(Profile::transient(0.3, 7))
-        .unwrap();
+    let (provider, proxy, _dir) = shipped_sidecar(0.3, 7).await;
     // An outage as the first run starts: its first orders exhaust every attempt.
     for _ in 0..16 {
         provider.faults().push(Fault::Status(503));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::shipped(&provider.url(), &dir.path().join("store.redb"))
-        .unwrap()
-        .time_compressed(10.0);
-    let proxy = start_proxy_with(&config).await;
     let port = proxy.addr.port();
 
     let first = Sdk::Python

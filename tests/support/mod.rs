@@ -215,3 +215,27 @@ pub fn assert_payguard_error(reply: &Reply, status: u16, code: &str) {
     assert!(json["error"]["type"].is_string());
     assert!(json["error"]["message"].is_string());
 }
+
+/// A provider double failing `fault_rate` of its requests with the seed article's transient
+/// mix (seeded), behind payguard running the shipped `config.toml` with time compressed 10x
+/// (its store file in the returned directory): what the shipped-config tests run against.
+#[allow(dead_code)]
+pub async fn shipped_sidecar(
+    fault_rate: f64,
+    seed: u64,
+) -> (payguard::double::DoubleHandle, Proxy, tempfile::TempDir) {
+    let provider = payguard::double::spawn(payguard::double::DoubleConfig {
+        record_requests: false,
+        ..payguard::double::DoubleConfig::default()
+    })
+    .await
+    .unwrap();
+    let profile = payguard::double::Profile::transient(fault_rate, seed);
+    provider.faults().set_profile(profile).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::shipped(&provider.url(), &dir.path().join("store.redb"))
+        .unwrap()
+        .time_compressed(10.0);
+    let proxy = start_proxy_with(&config).await;
+    (provider, proxy, dir)
+}
