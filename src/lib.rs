@@ -26,7 +26,6 @@ pub mod breaker;
 pub mod config;
 pub mod crashpoints;
 pub mod demo;
-pub mod double;
 pub mod error;
 pub mod gate;
 pub mod headers;

@@ -2,7 +2,7 @@
 
 mod support;
 
-use payguard::double::{self, DoubleConfig};
+use payguard_double::{self as double, DoubleConfig};
 use support::*;
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use payguard::config::Config;
-use payguard::double::{self, DoubleConfig, DoubleHandle, Fault};
+use payguard_double::{self as double, DoubleConfig, DoubleHandle, Fault};
 use support::process::{BIN, spawn_payguard_with};
 use support::resolver::{admin_post, payment, resolving, state, wait_for};
 use support::*;

@@ -13,7 +13,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use payguard::double::{self, DoubleConfig, DoubleHandle, EffectKind};
+use payguard_double::{self as double, DoubleConfig, DoubleHandle, EffectKind};
 use support::chaos::{charges, timed_payment};
 use support::process::{BIN, spawn_command};
 use support::*;

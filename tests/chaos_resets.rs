@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use payguard::double::{self, DoubleConfig, DoubleHandle};
+use payguard_double::{self as double, DoubleConfig, DoubleHandle};
 use support::chaos::{charges, timed_payment};
 use support::faultproxy::{Direction, FaultProxy, Mode};
 use support::*;

@@ -15,7 +15,7 @@ use noxious::socket::TcpListener as NoxiousListener;
 use noxious::toxic::{
     StreamDirection, Toxic, ToxicEvent, ToxicEventKind, ToxicEventResult, ToxicKind,
 };
-use payguard::double::{self, DoubleConfig, DoubleHandle};
+use payguard_double::{self as double, DoubleConfig, DoubleHandle};
 use support::chaos::{charges, timed_payment};
 use support::*;
 

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use payguard::double::{self, DoubleConfig, EffectKind, Fault};
+use payguard_double::{self as double, DoubleConfig, EffectKind, Fault};
 use support::process::spawn_payguard;
 use support::*;
 

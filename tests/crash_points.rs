@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use payguard::crashpoints::{AFTER_CLAIM, AFTER_RESPONSE, REACHED};
-use payguard::double::{self, DoubleConfig, DoubleHandle, EffectKind};
+use payguard_double::{self as double, DoubleConfig, DoubleHandle, EffectKind};
 use support::process::{Process, spawn_payguard_with};
 use support::*;
 use tokio::sync::mpsc;

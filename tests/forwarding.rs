@@ -5,7 +5,7 @@ mod support;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use payguard::double::{self, DoubleConfig};
+use payguard_double::{self as double, DoubleConfig};
 use support::*;
 
 #[tokio::test]

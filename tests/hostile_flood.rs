@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use payguard::double::{self, DoubleConfig};
+use payguard_double::{self as double, DoubleConfig};
 use support::*;
 
 const BOUND: usize = 30;

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use payguard::double::{self, DoubleConfig};
+use payguard_double::{self as double, DoubleConfig};
 use support::raw::{read_message, read_until_closed};
 use support::*;
 use tokio::io::AsyncWriteExt;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use payguard::double::{self, DoubleConfig, EffectKind};
+use payguard_double::{self as double, DoubleConfig, EffectKind};
 use support::*;
 
 fn post(url: &str, api_key: &str, idem: Option<&str>, form: &str) -> Request<Full<Bytes>> {

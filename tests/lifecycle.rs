@@ -4,7 +4,7 @@ mod support;
 
 use std::time::Duration;
 
-use payguard::double::{self, DoubleConfig};
+use payguard_double::{self as double, DoubleConfig};
 use support::process::{BIN, Process, spawn_payguard};
 use support::*;
 

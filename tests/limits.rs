@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use payguard::double::{self, DoubleConfig, Fault, RateLimit};
+use payguard_double::{self as double, DoubleConfig, Fault, RateLimit};
 use support::*;
 
 async fn metrics(proxy: &Proxy) -> String {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use payguard::double::{self, DoubleConfig, EffectKind};
+use payguard_double::{self as double, DoubleConfig, EffectKind};
 use support::process::{shipped_config_file, spawn_payguard};
 use support::resolver::rows;
 use support::*;

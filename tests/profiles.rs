@@ -1,6 +1,6 @@
 //! payguard's provider profiles (issue #11) against the double speaking the same dialect: the
 //! dedup, replay, conflict and key-injection guarantees hold under each profile, each spelled the provider's
-//! way. The double's dialects are an independent model (`payguard::double::Provider`), so a
+//! way. The double's dialects are an independent model (`payguard_double::Provider`), so a
 //! mistake in a profile's data shows up here instead of being mirrored.
 
 mod support;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use payguard::double::{self, DoubleConfig, DoubleHandle, EffectKind, Fault, Provider};
+use payguard_double::{self as double, DoubleConfig, DoubleHandle, EffectKind, Fault, Provider};
 use support::*;
 
 /// Fast, seeded retries, as in tests/retries.rs.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use payguard::double::{self, DoubleConfig, Fault};
+use payguard_double::{self as double, DoubleConfig, Fault};
 use support::*;
 
 /// No limiter or breaker in the way of bulk traffic; fast retries.

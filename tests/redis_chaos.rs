@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use payguard::double::{self, DoubleConfig, EffectKind, Profile};
+use payguard_double::{self as double, DoubleConfig, EffectKind, Profile};
 use rand::Rng;
 use support::process::{Process, spawn_payguard};
 use support::redis::RedisServer;

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use payguard::config::{RedisSpec, RedisUrl};
-use payguard::double::{self, DoubleConfig};
 use payguard::ratelimit::shared::BackendMetrics;
 use payguard::ratelimit::{LimitSpec, Limiter, SharedSpec, busiest_window};
 use payguard::shared::RedisPool;
+use payguard_double::{self as double, DoubleConfig};
 use support::redis::RedisServer;
 use support::replicas::{admin, metric, post, start_replicas};
 

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use payguard::double::{self, DoubleConfig, EffectKind, Fault};
+use payguard_double::{self as double, DoubleConfig, EffectKind, Fault};
 use support::redis::RedisServer;
 use support::replicas::{admin, metric, post, start_replicas, wait_ready};
 use support::until_not_in_use;

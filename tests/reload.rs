@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use payguard::double::{self, DoubleConfig};
+use payguard_double::{self as double, DoubleConfig};
 use support::process::spawn_payguard;
 use support::*;
 
@@ -151,7 +151,7 @@ async fn sighup_reloads_the_real_binary() {
 #[tokio::test]
 async fn a_reload_that_leaves_the_breaker_alone_keeps_it_open() {
     let provider = double::spawn(DoubleConfig::default()).await.unwrap();
-    provider.faults().push(payguard::double::Fault::Status(503));
+    provider.faults().push(payguard_double::Fault::Status(503));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     let limits = "[retry]\nmax_attempts = 1\n[breaker]\nconsecutive_failures = 1\nbreak_duration = \"60s\"\n";
@@ -195,7 +195,7 @@ async fn a_reload_changes_a_routes_retry_policy_live() {
     let proxy = start_proxy_watching(&path).await;
     let url = proxy.url("/_double/echo");
 
-    provider.faults().push(payguard::double::Fault::Status(503));
+    provider.faults().push(payguard_double::Fault::Status(503));
     let before = get(&url).await;
     assert_eq!(
         (
@@ -211,8 +211,8 @@ async fn a_reload_changes_a_routes_retry_policy_live() {
         "payguard_config_reloads_total{result=\"applied\"} 1",
     )
     .await;
-    provider.faults().push(payguard::double::Fault::Status(503));
-    provider.faults().push(payguard::double::Fault::Status(503));
+    provider.faults().push(payguard_double::Fault::Status(503));
+    provider.faults().push(payguard_double::Fault::Status(503));
     let after = get(&url).await;
     assert_eq!(
         (

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use payguard::double::{self, DoubleConfig, EffectKind, Fault};
+use payguard_double::{self as double, DoubleConfig, EffectKind, Fault};
 use support::resolver::{FAST, metric, payment, resolving, rows, wait_for};
 use support::*;
 

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use payguard::double::{self, DoubleConfig, EffectKind, Fault};
+use payguard_double::{self as double, DoubleConfig, EffectKind, Fault};
 use support::process::{BIN, spawn_payguard};
 use support::resolver::{FAST, RESENDS, payment, resolving, wait_for};
 use support::*;

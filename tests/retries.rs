@@ -6,7 +6,7 @@ mod support;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use payguard::double::{self, DoubleConfig, Fault};
+use payguard_double::{self as double, DoubleConfig, Fault};
 use support::*;
 
 /// Fast retries so tests take milliseconds; no jitter surprises (seeded).

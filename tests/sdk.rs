@@ -10,7 +10,7 @@
 
 mod support;
 
-use payguard::double::{self, DoubleConfig, DoubleHandle, EffectKind, Fault, Profile};
+use payguard_double::{self as double, DoubleConfig, DoubleHandle, EffectKind, Fault, Profile};
 use support::sdk::Sdk;
 use support::*;
 

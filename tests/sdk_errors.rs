@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use payguard::double::{self, DoubleConfig, Fault};
+use payguard_double::{self as double, DoubleConfig, Fault};
 use support::sdk::Sdk;
 use support::*;
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use payguard::double::{self, DoubleConfig, Fault};
+use payguard_double::{self as double, DoubleConfig, Fault};
 use support::process::BIN;
 use support::raw::{exchange, read_until_closed};
 use support::{Reply, get, send};

@@ -12,7 +12,7 @@ mod support;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use payguard::double::{self, DoubleConfig, EffectKind, Profile};
+use payguard_double::{self as double, DoubleConfig, EffectKind, Profile};
 use support::*;
 
 const ORDERS: usize = 1000;

@@ -6,7 +6,7 @@
 
 mod support;
 
-use payguard::double::EffectKind;
+use payguard_double::EffectKind;
 use support::sdk::Sdk;
 use support::*;
 

@@ -6,8 +6,8 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use payguard::double::{self, DoubleConfig, Fault};
 use payguard::stats::Report;
+use payguard_double::{self as double, DoubleConfig, Fault};
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;

@@ -12,7 +12,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use payguard::double::{EffectKind, Fault};
+use payguard_double::{EffectKind, Fault};
 use support::sdk::Sdk;
 use support::*;
 

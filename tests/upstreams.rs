@@ -7,7 +7,7 @@ mod support;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use payguard::double::{self, DoubleConfig, DoubleHandle, Fault};
+use payguard_double::{self as double, DoubleConfig, DoubleHandle, Fault};
 use support::*;
 
 /// payguard in front of `api` (the default upstream) and `files`, with the files upstream's

@@ -75,7 +75,7 @@ fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "building payguard and payguard-provider (release)"
-  cargo build --release --quiet --bin payguard --bin payguard-provider
+  cargo build --release --quiet --bin payguard && cargo build --release --quiet -p payguard-double --bin payguard-provider
 fi
 for bin in payguard payguard-provider; do
   [[ -x "$TARGET_DIR/release/$bin" ]] || die "$TARGET_DIR/release/$bin is missing; build it or unset SKIP_BUILD"

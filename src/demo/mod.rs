@@ -20,9 +20,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::double::{self, DoubleConfig, Profile};
 use crate::server::Server;
 use crate::stats::Report;
+use payguard_double::{self as double, DoubleConfig, Profile};
 pub use workload::Outcome;
 
 /// What the demo runs; the command's flags.

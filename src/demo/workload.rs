@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::Options;
-use crate::double::{EffectKind, Ledger};
+use payguard_double::{EffectKind, Ledger};
 
 /// How one run went, from the app's side and from the provider's ledger.
 #[derive(Debug, Clone, Default)]
@@ -54,7 +54,7 @@ impl Outcome {
             .duplicates()
             .iter()
             .filter(|d| d.kind == EffectKind::Charge)
-            .filter(|d| matches!(d.by, crate::double::DuplicateBy::Order(_)))
+            .filter(|d| matches!(d.by, payguard_double::DuplicateBy::Order(_)))
             .count();
     }
 }

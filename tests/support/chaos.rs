@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use payguard::double::{DoubleHandle, EffectKind};
+use payguard_double::{DoubleHandle, EffectKind};
 
 use super::{Reply, send};
 

@@ -16,8 +16,8 @@ pub mod sdk;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::Request;
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -120,33 +120,8 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-/// A response read in full.
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Reply {
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
-pub async fn send(request: Request<Full<Bytes>>) -> Reply {
-    let response = client().request(request).await.expect("request completes");
-    let (parts, body) = response.into_parts();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.expect("body completes").to_bytes(),
-    }
-}
+/// A response read in full, and the sender every test uses: the double's one test client.
+pub use payguard_double::client::{Reply, send};
 
 pub async fn get(url: &str) -> Reply {
     send(Request::get(url).body(Full::default()).unwrap()).await
@@ -223,14 +198,14 @@ pub fn assert_payguard_error(reply: &Reply, status: u16, code: &str) {
 pub async fn shipped_sidecar(
     fault_rate: f64,
     seed: u64,
-) -> (payguard::double::DoubleHandle, Proxy, tempfile::TempDir) {
-    let provider = payguard::double::spawn(payguard::double::DoubleConfig {
+) -> (payguard_double::DoubleHandle, Proxy, tempfile::TempDir) {
+    let provider = payguard_double::spawn(payguard_double::DoubleConfig {
         record_requests: false,
-        ..payguard::double::DoubleConfig::default()
+        ..payguard_double::DoubleConfig::default()
     })
     .await
     .unwrap();
-    let profile = payguard::double::Profile::transient(fault_rate, seed);
+    let profile = payguard_double::Profile::transient(fault_rate, seed);
     provider.faults().set_profile(profile).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = Config::shipped(&provider.url(), &dir.path().join("store.redb"))

@@ -9,8 +9,8 @@ use http_body_util::Full;
 use serde_json::Value;
 
 use super::dialect::PROBLEM_BASE;
-use super::test_client::*;
 use super::{DoubleConfig, DoubleHandle, EffectKind, Fault, Provider, spawn};
+use crate::client::*;
 
 const FORM: &str = "amount=1000&currency=usd";
 

@@ -1,4 +1,4 @@
-//! A test double of the Stripe API, faithful to `provider-semantics.md`, so payguard's claims
+//! `payguard-double`: a test double of the Stripe API, faithful to `provider-semantics.md`, so payguard's claims
 //! ("charged exactly once", "a lost reply is replayed, not re-executed") can be proven against
 //! something that fails the way the real provider and network do.
 //!
@@ -47,6 +47,7 @@
 mod api;
 mod app;
 mod body;
+pub mod client;
 mod control;
 #[cfg(test)]
 mod control_tests;
@@ -64,8 +65,6 @@ mod reply;
 mod server;
 mod spec;
 mod tally;
-#[cfg(test)]
-mod test_client;
 #[cfg(test)]
 mod wire_tests;
 

@@ -1,92 +1,17 @@
 //! The provider double through its public API, over real sockets with a plain hyper client:
 //! the idempotency rules, a lost reply and its replay, the limiter, scopes, the diagnostics,
-//! TLS and the `payguard-provider` binary. Raw-socket fault tests live in `double::wire_tests`.
+//! TLS and the `payguard-provider` binary. Raw-socket fault tests live in `src/wire_tests.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
+use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use payguard::double::{self, DoubleConfig, EffectKind, Fault, RateLimit};
-use serde_json::Value;
-
-const KEY: &str = "sk_test_double";
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    fn code(&self) -> Value {
-        self.json()["error"]["code"].clone()
-    }
-}
-
-/// Sends on a fresh connection, so one test's reset never meets a pooled connection.
-async fn try_send(request: Request<Full<Bytes>>) -> Result<Reply, String> {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| format!("{e:?}"))?
-        .to_bytes();
-    Ok(Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    })
-}
-
-async fn send(request: Request<Full<Bytes>>) -> Reply {
-    try_send(request).await.expect("a reply")
-}
-
-/// A Stripe-style form POST with an API key and, optionally, an idempotency key.
-fn post(url: String, key: &str, idempotency_key: Option<&str>, form: &str) -> Request<Full<Bytes>> {
-    let mut builder = Request::post(url)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/x-www-form-urlencoded");
-    if let Some(k) = idempotency_key {
-        builder = builder.header("idempotency-key", k);
-    }
-    builder
-        .body(Full::new(Bytes::from(form.to_owned())))
-        .unwrap()
-}
-
-fn get(url: String, key: &str) -> Request<Full<Bytes>> {
-    Request::get(url)
-        .header("authorization", format!("Bearer {key}"))
-        .body(Full::default())
-        .unwrap()
-}
-
-async fn start() -> double::DoubleHandle {
-    double::spawn(DoubleConfig::default()).await.unwrap()
-}
-
-fn intents(d: &double::DoubleHandle) -> String {
-    format!("{}/v1/payment_intents", d.url())
-}
+use payguard_double::client::{KEY, get, intents, post, send, start, try_send};
+use payguard_double::{self as double, DoubleConfig, EffectKind, Fault, RateLimit};
 
 #[tokio::test]
 async fn a_replay_returns_the_saved_reply_and_executes_nothing() {

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use http::Request;
 use http_body_util::Full;
 
-use super::test_client::*;
 use super::{DoubleConfig, EffectKind, Fault, spawn};
+use crate::client::*;
 
 #[tokio::test]
 async fn resets_are_tcp_resets_not_clean_closes() {

@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use super::form::parse_form;
 
 /// One injected failure. Where it strikes is part of its meaning; see the module docs of
-/// [`crate::double`] for which faults are answered before the idempotency layer.
+/// [the crate docs](crate) for which faults are answered before the idempotency layer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fault {
     /// Answer this status (500, 502, 503...), an `api_error` in the dialect's shape; nothing runs.

@@ -1,6 +1,6 @@
-//! A small HTTP client for the double's own tests over real sockets: a fresh connection per
-//! request (so a reset never meets a pooled connection), and raw TCP for seeing resets exactly.
-#![allow(dead_code)] // each test module uses a subset
+//! The one test client of the double and of payguard's tests: plain hyper over real sockets, a
+//! fresh connection per request (so one test's reset never meets a pooled connection), and raw
+//! TCP for seeing resets exactly. Public so the sidecar's tests use this and keep no copy.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -13,10 +13,12 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{DoubleConfig, DoubleHandle, spawn};
+use crate::{DoubleConfig, DoubleHandle, spawn};
 
+/// The API key the helpers send.
 pub const KEY: &str = "sk_test_double";
 
+/// A whole reply: head and collected body.
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 
 use super::*;
-use crate::double::reply::{Source, api_error, invalid_param};
+use crate::reply::{Source, api_error, invalid_param};
 
 fn body(reply: &Reply) -> Value {
     match &reply.body {

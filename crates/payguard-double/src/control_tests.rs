@@ -9,8 +9,8 @@ use http::Request;
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-use super::test_client::*;
 use super::{DoubleConfig, DoubleHandle, Fault, RateLimit, spawn};
+use crate::client::*;
 
 fn control_post(d: &DoubleHandle, form: &str) -> Request<Full<Bytes>> {
     Request::post(format!("{}/_double/faults", d.url()))

@@ -130,7 +130,7 @@ pub fn fault_name(fault: &Fault) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::double::Profile;
+    use crate::Profile;
 
     #[test]
     fn named_mixes_are_the_transient_profile_and_its_hinted_twin() {

@@ -6,14 +6,14 @@
 //! `--fail-rate` adds the faults of a flaky network and provider (`--fault-mix` picks which),
 //! drawn from a seeded generator so a run can be repeated. While it runs, `/_double/faults`
 //! changes the faults (an outage, contention on one object) and `/_double/ledger` reports the
-//! ledger and the answers per `metadata[order_id]` as JSON (`src/double/control.rs`). On SIGINT or SIGTERM it drains and prints what the ledger saw,
+//! ledger and the answers per `metadata[order_id]` as JSON (`src/control.rs`). On SIGINT or SIGTERM it drains and prints what the ledger saw,
 //! duplicates included: the number a benchmark of payguard wants to be zero.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use payguard::double::{self, DoubleConfig, FaultPlan, Profile, Provider, RateLimit};
+use payguard_double::{self as double, DoubleConfig, FaultPlan, Profile, Provider, RateLimit};
 use tokio::net::TcpListener;
 
 #[derive(Parser, Debug)]
