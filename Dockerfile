@@ -43,6 +43,8 @@ WORKDIR /src
 # they change, not on every source edit. Stub sources let cargo compile every dependency; the
 # stubs' own build records are then removed so the real sources below always rebuild.
 COPY Cargo.toml Cargo.lock ./
+# The workspace's other member, the provider double, which `payguard demo` runs in-process.
+COPY crates ./crates
 RUN cargo fetch --locked \
     && mkdir -p src \
     && echo 'fn main() {}' > src/main.rs \
