@@ -10,8 +10,8 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
+use crate::body::{ProxyBody, full};
 use crate::profile::{ErrorStyle, Profile};
-use crate::proxy::{ProxyBody, full};
 use crate::retry::{AttemptError, Refusal};
 
 /// Header on every response payguard made itself, holding [`ProxyError::code`].

@@ -22,6 +22,7 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod body;
 pub mod breaker;
 pub mod config;
 pub mod crashpoints;
@@ -31,6 +32,7 @@ pub mod gate;
 pub mod headers;
 pub mod idempotency;
 pub mod inbound;
+pub mod journal;
 pub mod metrics;
 pub mod profile;
 pub mod proxy;

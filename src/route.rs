@@ -13,9 +13,51 @@
 //! default route. Matching is a linear scan over a handful of routes, which is cheaper than any
 //! index at the sizes a sidecar config has.
 
+use std::time::Duration;
+
 use http::Method;
 
-use crate::config::RouteSpec;
+use crate::breaker::BreakerSpec;
+use crate::idempotency::{KeyedRoute, RoutePolicy};
+use crate::profile::Profile;
+use crate::ratelimit::LimitSpec;
+use crate::retry::RetryPolicy;
+
+/// The name under which requests that match no route are counted.
+pub const DEFAULT_ROUTE: &str = "default";
+
+/// A named route: which requests it covers. Policies attach to it in later layers.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub name: String,
+    pub pattern: RoutePattern,
+    pub retry: RetryPolicy,
+    pub idempotency: RoutePolicy,
+    /// A limiter and breaker of the route's own, on top of the upstream's.
+    pub rate_limit: Option<LimitSpec>,
+    pub breaker: Option<BreakerSpec>,
+    /// Index of its upstream in the config's upstreams, and that upstream's profile.
+    pub upstream: usize,
+    pub profile: &'static Profile,
+    /// How long the provider keeps keys for this route's upstream.
+    pub key_window: Duration,
+    /// Bodies over the replay buffer and up to this size stream through unbuffered, with a
+    /// single attempt; `None` refuses them with 413.
+    pub max_upload: Option<usize>,
+}
+
+impl RouteSpec {
+    /// What the idempotency layer and the journal need of the route: they sit below routing
+    /// and see only this view.
+    pub fn keyed(&self) -> KeyedRoute<'_> {
+        KeyedRoute {
+            name: &self.name,
+            profile: self.profile,
+            policy: &self.idempotency,
+            key_window: self.key_window,
+        }
+    }
+}
 
 /// A parsed `METHOD /path/pattern`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +177,6 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DEFAULT_ROUTE;
     use crate::retry::RetryPolicy;
 
     fn m(pattern: &str, method: Method, path: &str) -> bool {

@@ -30,9 +30,61 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
 
-use crate::config::UpstreamSpec;
+use crate::breaker::BreakerSpec;
+use crate::profile::Profile;
+use crate::ratelimit::LimitSpec;
 use crate::retry::AttemptError;
+
+/// The name routes use for `[upstream]`; named upstreams may not take it.
+pub const DEFAULT_UPSTREAM: &str = "default";
+
+/// One validated upstream: where its requests go, how connections behave, whose rules apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSpec {
+    /// `default` for `[upstream]`, else the table's name.
+    pub name: String,
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Extra trust anchors beside the webpki roots, for private or test upstreams.
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    pub connect_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub profile: &'static Profile,
+    /// How long the provider keeps idempotency keys (the profile's unless set).
+    pub key_window: Duration,
+    pub rate_limit: Option<LimitSpec>,
+    pub breaker: Option<BreakerSpec>,
+}
+
+impl UpstreamSpec {
+    /// Whether two specs would build the same connection pool (reloads keep it then).
+    pub fn same_connection(&self, other: &UpstreamSpec) -> bool {
+        (
+            &self.scheme,
+            &self.authority,
+            &self.extra_roots,
+            self.connect_timeout,
+        ) == (
+            &other.scheme,
+            &other.authority,
+            &other.extra_roots,
+            other.connect_timeout,
+        ) && (self.pool_idle_timeout, self.pool_max_idle_per_host)
+            == (other.pool_idle_timeout, other.pool_max_idle_per_host)
+    }
+
+    /// The name of its limiter and breaker in metrics: `upstream` for the default (as before
+    /// there were several), `upstream:<name>` for the others, which no route name can equal.
+    pub fn gate_name(&self) -> String {
+        match self.name.as_str() {
+            DEFAULT_UPSTREAM => "upstream".to_owned(),
+            name => format!("upstream:{name}"),
+        }
+    }
+}
 
 /// A shared, pooled client for one upstream origin.
 #[derive(Clone)]

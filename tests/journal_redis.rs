@@ -8,12 +8,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use payguard::config::EncryptionKey;
-use payguard::resolver::conformance;
-use payguard::resolver::journal::{Change, Write};
-use payguard::resolver::redis::RedisJournal;
-use payguard::resolver::seal::Sealer;
-use payguard::resolver::{Entry, Journal, JournalError, State};
+use payguard::journal::conformance;
+use payguard::journal::redis::RedisJournal;
+use payguard::journal::seal::EncryptionKey;
+use payguard::journal::seal::Sealer;
+use payguard::journal::{Change, Write};
+use payguard::journal::{Entry, Journal, JournalError, State};
 use payguard::shared::RedisPool;
 use support::redis::RedisServer;
 
@@ -151,7 +151,7 @@ async fn a_redis_that_is_gone_is_a_backend_error_and_a_ticket_goes_on() {
         .expect("a journal failure does not hold the request");
     assert_eq!(
         ticket
-            .settle(payguard::resolver::Verdict::Definitive(200), 1, 0)
+            .settle(payguard::journal::Verdict::Definitive(200), 1, 0)
             .await,
         None
     );

@@ -11,10 +11,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use payguard::config::{RedisSpec, RedisUrl};
 use payguard::ratelimit::shared::BackendMetrics;
 use payguard::ratelimit::{LimitSpec, Limiter, SharedSpec, busiest_window};
 use payguard::shared::RedisPool;
+use payguard::shared::{RedisSpec, RedisUrl};
 use payguard_double::{self as double, DoubleConfig};
 use support::redis::RedisServer;
 use support::replicas::{admin, metric, post, start_replicas};

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use payguard::resolver::webhook::signature;
+use payguard::journal::webhook::signature;
 use payguard_double::{self as double, DoubleConfig, Fault};
 use support::resolver::{payment, resolving, wait_for};
 use support::*;

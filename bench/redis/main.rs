@@ -9,12 +9,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use payguard::config::{RedisSpec, RedisUrl};
 use payguard::idempotency::redis::RedisStore;
 use payguard::idempotency::store::{ClaimRequest, Store, StoredResponse};
 use payguard::ratelimit::shared::BackendMetrics;
 use payguard::ratelimit::{LimitSpec, Limiter, SharedSpec};
 use payguard::shared::RedisPool;
+use payguard::shared::{RedisSpec, RedisUrl};
 
 struct Stats {
     mean: Duration,

@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::duration;
-use super::redis::RedisSpec;
 use crate::breaker::BreakerSpec;
 use crate::profile::Profile;
 use crate::ratelimit::{LimitSpec, SharedSpec};
+use crate::shared::RedisSpec;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -29,13 +29,10 @@ use serde::Deserialize;
 
 pub use admin::{AdminSpec, AdminToken, MIN_TOKEN_LEN};
 pub use idempotency::{IdempotencySpec, StoreKind, builtin_route_policy};
-pub use redis::{RedisSpec, RedisUrl};
-pub use resolver::{EncryptionKey, ResolverSpec};
+pub use resolver::ResolverSpec;
 pub use retry::{BudgetSpec, SDK_TIMEOUT, builtin_policy};
 pub use shipped::SHIPPED;
-pub use upstreams::{DEFAULT_UPSTREAM, UpstreamSpec};
-pub use validate::{Config, DEFAULT_ROUTE, LogFormat, RouteSpec};
-pub use webhook::{WebhookSecret, WebhookSpec};
+pub use validate::Config;
 
 use admin::RawAdmin;
 use idempotency::{RawIdempotency, RawRoutePolicy};

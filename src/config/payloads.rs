@@ -32,9 +32,11 @@
 use http::Method;
 
 use super::resolver::RawResolver;
-use super::{DEFAULT_ROUTE, ResolverSpec, RouteSpec, StoreKind, UpstreamSpec};
+use super::{ResolverSpec, StoreKind};
 use crate::idempotency::RoutePolicy;
 use crate::profile::{Profile, STRIPE};
+use crate::route::{DEFAULT_ROUTE, RouteSpec};
+use crate::upstream::UpstreamSpec;
 
 /// What the rule needs to know about one route.
 struct Route<'a> {

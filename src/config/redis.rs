@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::duration;
+use crate::shared::{RedisSpec, RedisUrl};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,40 +46,6 @@ fn default_pool_size() -> usize {
 }
 fn default_replicas() -> u32 {
     1
-}
-
-/// A Redis URL, possibly with a password: shown redacted.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl(pub String);
-
-impl std::fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = match self.0.split_once('@') {
-            Some((scheme_user, host)) => {
-                let scheme = scheme_user.split("://").next().unwrap_or("redis");
-                format!("{scheme}://***@{host}")
-            }
-            None => self.0.clone(),
-        };
-        f.write_str(&shown)
-    }
-}
-
-/// The validated `[redis]` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisSpec {
-    pub url: RedisUrl,
-    /// An environment variable holding the password, read when payguard connects.
-    pub password_env: Option<String>,
-    pub key_prefix: String,
-    pub connect_timeout: Duration,
-    /// The longest one store or limiter operation may take before it counts as a failure.
-    pub command_timeout: Duration,
-    /// Multiplexed connections, used in turn.
-    pub pool_size: usize,
-    /// Replicas expected to share the Redis: a shared limiter falling back to local limiting
-    /// takes `rate / replicas` unless it sets its own `fallback_rate`.
-    pub replicas: u32,
 }
 
 pub(super) fn spec(raw: &RawRedis, issue: &mut impl FnMut(String, String)) -> RedisSpec {

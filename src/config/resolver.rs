@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::duration;
-use super::webhook::{RawWebhook, WebhookSpec, webhook};
+use super::webhook::{RawWebhook, webhook};
+use crate::journal::seal::EncryptionKey;
+use crate::journal::webhook::WebhookSpec;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,16 +78,6 @@ fn default_keep_finished() -> Duration {
 }
 fn default_max_entries() -> usize {
     10_000
-}
-
-/// The AES-256 key that seals journal payloads. Its `Debug` never shows the key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct EncryptionKey(pub [u8; 32]);
-
-impl std::fmt::Debug for EncryptionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("EncryptionKey(redacted)")
-    }
 }
 
 /// The validated `[resolver]` table plus every route's override.

@@ -14,10 +14,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{Config, ConfigError, ConfigIssue, RouteSpec};
+use super::{Config, ConfigError, ConfigIssue};
 use crate::breaker::BreakerSpec;
 use crate::ratelimit::LimitSpec;
 use crate::retry::RetryPolicy;
+use crate::route::RouteSpec;
 
 /// The shipped config file.
 pub const SHIPPED: &str = include_str!("../../config.toml");

@@ -21,13 +21,9 @@ use serde::Deserialize;
 
 use super::duration;
 use super::limits::{self, RawBreaker, RawRateLimit};
-use super::redis::RedisSpec;
-use crate::breaker::BreakerSpec;
-use crate::profile::{self, Profile};
-use crate::ratelimit::LimitSpec;
-
-/// The name routes use for `[upstream]`; named upstreams may not take it.
-pub const DEFAULT_UPSTREAM: &str = "default";
+use crate::profile;
+use crate::shared::RedisSpec;
+use crate::upstream::{DEFAULT_UPSTREAM, UpstreamSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,52 +52,6 @@ fn default_pool_idle_timeout() -> Duration {
 }
 fn default_pool_max_idle() -> usize {
     32
-}
-
-/// One validated upstream: where its requests go, how connections behave, whose rules apply.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamSpec {
-    /// `default` for `[upstream]`, else the table's name.
-    pub name: String,
-    pub scheme: Scheme,
-    pub authority: Authority,
-    /// Extra trust anchors beside the webpki roots, for private or test upstreams.
-    pub extra_roots: Vec<CertificateDer<'static>>,
-    pub connect_timeout: Duration,
-    pub pool_idle_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
-    pub profile: &'static Profile,
-    /// How long the provider keeps idempotency keys (the profile's unless set).
-    pub key_window: Duration,
-    pub rate_limit: Option<LimitSpec>,
-    pub breaker: Option<BreakerSpec>,
-}
-
-impl UpstreamSpec {
-    /// Whether two specs would build the same connection pool (reloads keep it then).
-    pub fn same_connection(&self, other: &UpstreamSpec) -> bool {
-        (
-            &self.scheme,
-            &self.authority,
-            &self.extra_roots,
-            self.connect_timeout,
-        ) == (
-            &other.scheme,
-            &other.authority,
-            &other.extra_roots,
-            other.connect_timeout,
-        ) && (self.pool_idle_timeout, self.pool_max_idle_per_host)
-            == (other.pool_idle_timeout, other.pool_max_idle_per_host)
-    }
-
-    /// The name of its limiter and breaker in metrics: `upstream` for the default (as before
-    /// there were several), `upstream:<name>` for the others, which no route name can equal.
-    pub fn gate_name(&self) -> String {
-        match self.name.as_str() {
-            DEFAULT_UPSTREAM => "upstream".to_owned(),
-            name => format!("upstream:{name}"),
-        }
-    }
 }
 
 /// Every upstream, `[upstream]` first; `None` in the list for one that failed validation.

@@ -11,17 +11,18 @@ use std::time::Duration;
 use super::admin::{self, AdminSpec};
 use super::idempotency::{self as idem, IdempotencySpec};
 use super::limits;
-use super::redis::{self, RedisSpec};
+use super::redis;
 use super::resolver::{self as resolver_config, ResolverSpec};
 use super::retry::{self, BudgetSpec};
-use super::upstreams::{self, UpstreamSpec};
+use super::upstreams;
 use super::{ConfigIssue, RawConfig, payloads};
-use crate::breaker::BreakerSpec;
 use crate::idempotency::RoutePolicy;
-use crate::profile::{Profile, STRIPE};
-use crate::ratelimit::LimitSpec;
+use crate::profile::STRIPE;
 use crate::retry::RetryPolicy;
-use crate::route::RoutePattern;
+use crate::route::{DEFAULT_ROUTE, RoutePattern, RouteSpec};
+use crate::shared::RedisSpec;
+use crate::telemetry::LogFormat;
+use crate::upstream::UpstreamSpec;
 
 /// A validated configuration. Everything in it has been checked; the request path trusts it.
 #[derive(Debug, Clone)]
@@ -57,32 +58,6 @@ pub struct Config {
     pub redis: Option<RedisSpec>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Human,
-    Json,
-}
-
-/// A named route: which requests it covers. Policies attach to it in later layers.
-#[derive(Debug, Clone)]
-pub struct RouteSpec {
-    pub name: String,
-    pub pattern: RoutePattern,
-    pub retry: RetryPolicy,
-    pub idempotency: RoutePolicy,
-    /// A limiter and breaker of the route's own, on top of the upstream's.
-    pub rate_limit: Option<LimitSpec>,
-    pub breaker: Option<BreakerSpec>,
-    /// Index of its upstream in [`Config::upstreams`], and that upstream's profile.
-    pub upstream: usize,
-    pub profile: &'static Profile,
-    /// How long the provider keeps keys for this route's upstream.
-    pub key_window: Duration,
-    /// Bodies over the replay buffer and up to this size stream through unbuffered, with a
-    /// single attempt; `None` refuses them with 413.
-    pub max_upload: Option<usize>,
-}
-
 impl Config {
     /// The route of requests no configured route matches: the default policies, on
     /// `[upstream]`, under its limiter and breaker only.
@@ -105,9 +80,6 @@ impl Config {
 
 /// The largest streamed upload a route may allow: 4 GiB.
 const MAX_UPLOAD: usize = 4 << 30;
-
-/// The name under which requests that match no route are counted.
-pub const DEFAULT_ROUTE: &str = "default";
 
 pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigIssue>> {
     let mut issues = Vec::new();

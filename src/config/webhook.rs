@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::duration;
+use crate::journal::webhook::{WebhookSecret, WebhookSpec};
 
 /// `[resolver.webhook]`: where signed notifications of finished entries go.
 #[derive(Debug, Deserialize)]
@@ -25,27 +26,6 @@ fn default_webhook_attempts() -> u32 {
 }
 fn default_webhook_delay() -> Duration {
     Duration::from_secs(1)
-}
-
-/// The HMAC key that signs webhook notifications. Its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WebhookSecret(pub Vec<u8>);
-
-impl std::fmt::Debug for WebhookSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(redacted)")
-    }
-}
-
-/// The validated `[resolver.webhook]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookSpec {
-    pub url: http::Uri,
-    pub secret: WebhookSecret,
-    /// Deliveries of one notification, the first included.
-    pub max_attempts: u32,
-    /// The wait before the second delivery, doubled after each failure (at most a minute).
-    pub base_delay: Duration,
 }
 
 pub(super) fn webhook(

@@ -11,10 +11,10 @@ use super::after;
 use super::fingerprint::Digest;
 use super::layer::Idempotency;
 use super::store::StoredResponse;
+use crate::body::{ProxyBody, full};
 use crate::error::ProxyError;
 use crate::metrics::IdempotencyMetrics;
 use crate::profile::Profile;
-use crate::proxy::{ProxyBody, full};
 
 /// A claimed key. Finish it with the final response, or drop it to release the key.
 pub struct Guard {

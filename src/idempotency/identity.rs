@@ -4,8 +4,8 @@
 
 use http::request::Parts;
 
+use super::KeyedRoute;
 use super::fingerprint::{self, Digest};
-use crate::config::RouteSpec;
 
 /// The identity of a request whose method its route's profile keys (POST, for Stripe).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +22,12 @@ pub struct RequestIdentity {
 
 impl RequestIdentity {
     /// The identity of a request on `route`, or `None` for a method the profile does not key.
-    pub fn of(route: &RouteSpec, parts: &Parts, body: &[u8]) -> Option<RequestIdentity> {
+    pub fn of(route: KeyedRoute<'_>, parts: &Parts, body: &[u8]) -> Option<RequestIdentity> {
         if !route.profile.keys(&parts.method) {
             return None;
         }
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let policy = &route.idempotency;
+        let policy = route.policy;
         let windowed = policy.dedup_window.is_some()
             && policy
                 .dedup_when_param

@@ -21,8 +21,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::layer::{Admission, Idempotency};
 use super::store::BindRequest;
-use super::{after, fingerprint, new_key};
-use crate::config::RouteSpec;
+use super::{KeyedRoute, after, fingerprint, new_key};
 use crate::error::ProxyError;
 use crate::metrics::IdempotencyMetrics;
 
@@ -77,14 +76,14 @@ impl Idempotency {
     /// the answer when no claim is needed (a fresh random key cannot collide) or possible.
     pub(super) async fn choose_key(
         &self,
-        spec: &RouteSpec,
+        spec: KeyedRoute<'_>,
         m: &IdempotencyMetrics,
         headers: &mut HeaderMap,
         scope: &Digest,
         print: &Digest,
         windowed: bool,
     ) -> Result<KeyChoice, Admission> {
-        let (policy, profile) = (&spec.idempotency, spec.profile);
+        let (policy, profile) = (spec.policy, spec.profile);
         let forward = |injected| Admission::Forward {
             guard: None,
             injected,
@@ -111,7 +110,7 @@ impl Idempotency {
                     return Err(forward(None));
                 };
                 headers.insert(&profile.key_header, value.clone());
-                m.injected.with_label_values(&[&spec.name]).inc();
+                m.injected.with_label_values(&[spec.name]).inc();
                 Err(forward(Some(value)))
             }
             (own, Some(window)) => {
@@ -137,7 +136,7 @@ impl Idempotency {
     /// in its place (unless another request already did) and go with what is bound then.
     pub(super) async fn take_over(
         &self,
-        spec: &RouteSpec,
+        spec: KeyedRoute<'_>,
         m: &IdempotencyMetrics,
         headers: &mut HeaderMap,
         choice: KeyChoice,
@@ -152,13 +151,13 @@ impl Idempotency {
     /// in force into `headers`, and says how it was chosen.
     async fn bind(
         &self,
-        spec: &RouteSpec,
+        spec: KeyedRoute<'_>,
         m: &IdempotencyMetrics,
         headers: &mut HeaderMap,
         b: Binding,
         replace: Option<HeaderValue>,
     ) -> Result<KeyChoice, Admission> {
-        let (policy, route) = (&spec.idempotency, spec.name.as_str());
+        let (policy, route) = (spec.policy, spec.name);
         let (own, replaced) = (b.own.to_str(), replace.as_ref().map(|r| r.to_str()));
         let (Ok(own), None | Some(Ok(_))) = (own, &replaced) else {
             return Ok(KeyChoice::plain(b.own, None));

@@ -15,11 +15,10 @@ use super::guard::{Guard, replay};
 use super::identity::RequestIdentity;
 use super::keys::KeyChoice;
 use super::store::{Claim, ClaimRequest, Store, StoreError};
-use super::{Clock, FailMode, RoutePolicy, Settings, after};
-use crate::config::RouteSpec;
+use super::{Clock, FailMode, KeyedRoute, RoutePolicy, Settings, after};
+use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::metrics::IdempotencyMetrics;
-use crate::proxy::ProxyBody;
 
 /// A claim outlives its request's deadline by this much, so a slow finish is not taken over.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
@@ -155,7 +154,7 @@ impl Idempotency {
     /// untouched.
     pub async fn admit(
         &self,
-        spec: &RouteSpec,
+        spec: KeyedRoute<'_>,
         m: &IdempotencyMetrics,
         headers: &mut HeaderMap,
         identity: Option<&RequestIdentity>,
@@ -188,7 +187,7 @@ impl Idempotency {
     #[allow(clippy::too_many_arguments)]
     async fn claim(
         &self,
-        spec: &RouteSpec,
+        spec: KeyedRoute<'_>,
         m: &IdempotencyMetrics,
         headers: &mut HeaderMap,
         scope: Digest,
@@ -196,7 +195,7 @@ impl Idempotency {
         mut choice: KeyChoice,
         deadline: tokio::time::Instant,
     ) -> Admission {
-        let (route, profile) = (spec.name.as_str(), spec.profile);
+        let (route, profile) = (spec.name, spec.profile);
         let owner = rand::rng().random::<u128>();
         let wait_until =
             (tokio::time::Instant::now() + self.0.settings.coalesce_wait).min(deadline);
@@ -230,7 +229,7 @@ impl Idempotency {
                         let _ = idem.0.store.release(&record, owner).await;
                     });
                     self.forget(&record);
-                    return self.degrade(&spec.idempotency, e, choice.shown);
+                    return self.degrade(spec.policy, e, choice.shown);
                 }
             };
             let coalesced = |result| {

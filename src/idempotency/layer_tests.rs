@@ -10,9 +10,10 @@ use http_body::Frame;
 use http_body_util::BodyExt;
 
 use super::*;
+use crate::body::full;
 use crate::idempotency::memory::MemoryStore;
 use crate::metrics::Metrics;
-use crate::proxy::full;
+use crate::route::RouteSpec;
 
 fn layer(max_records: usize) -> Idempotency {
     let settings = Settings {
@@ -59,7 +60,7 @@ async fn admit(idem: &Idempotency, m: &Metrics, key: &str) -> Admission {
         windowed: false,
     };
     idem.admit(
-        &route(),
+        route().keyed(),
         &m.idempotency,
         &mut headers,
         Some(&identity),
@@ -137,7 +138,7 @@ async fn a_keyless_request_on_a_windowed_route_fails_closed_when_it_cannot_be_bo
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let admission = idem
         .admit(
-            &spec,
+            spec.keyed(),
             &m.idempotency,
             &mut headers,
             Some(&identity),

@@ -37,6 +37,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 
+use crate::profile::Profile;
+
 pub use guard::Guard;
 pub use identity::RequestIdentity;
 pub use layer::{Admission, Idempotency};
@@ -67,6 +69,18 @@ pub struct RoutePolicy {
     /// identical bodies without one may be two purchases.
     pub dedup_when_param: Option<String>,
     pub on_store_error: FailMode,
+}
+
+/// What the idempotency layer and the journal need of a request's route, as the route table
+/// hands it down ([`crate::route::RouteSpec::keyed`]): they sit below routing.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyedRoute<'a> {
+    /// The route's name, for metrics.
+    pub name: &'a str,
+    pub profile: &'static Profile,
+    pub policy: &'a RoutePolicy,
+    /// How long the provider keeps keys for the route's upstream.
+    pub key_window: Duration,
 }
 
 /// Store-wide settings.

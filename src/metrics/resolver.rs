@@ -4,7 +4,17 @@
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::{counter, gauge};
-use crate::resolver::OUTCOMES;
+
+/// The outcomes counted by `payguard_unresolved_resolutions_total`: `resolved`, and
+/// `gave_up_` and a [`crate::journal::GiveUp`] label. Declared here, with the family, so every
+/// series exists from the start.
+pub const OUTCOMES: [&str; 5] = [
+    "resolved",
+    "gave_up_key_window",
+    "gave_up_dedup_window",
+    "gave_up_operator",
+    "gave_up_payload_unreadable",
+];
 
 pub struct ResolverMetrics {
     pub unresolved: IntGaugeVec,

@@ -12,12 +12,12 @@ use http_body_util::{BodyExt, Limited};
 use tower::retry::budget::TpsBudget;
 
 use super::{ProxyBody, ProxyState, full};
-use crate::config::RouteSpec;
 use crate::error::ProxyError;
 use crate::headers;
+use crate::journal::Ticket;
 use crate::profile::Profile;
-use crate::resolver::Ticket;
 use crate::retry::{AttemptError, ProviderErrorCode};
+use crate::route::RouteSpec;
 use crate::upstream::{OutBody, Upstream};
 
 /// The largest error body read to find the provider's error code (only the profile's

@@ -7,13 +7,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use super::{Forwarded, ProxyState};
-use crate::config::RouteSpec;
 use crate::error::ProxyError;
 use crate::idempotency::{Admission, RequestIdentity, fingerprint};
 use crate::inbound::is_idempotent;
+use crate::journal::{self, Ticket, Verdict};
 use crate::metrics::Origin;
-use crate::resolver::{self, Ticket, Verdict};
 use crate::retry::{self, RequestFacts};
+use crate::route::RouteSpec;
 
 impl ProxyState {
     /// An app's request, all within `deadline`.
@@ -81,11 +81,17 @@ impl ProxyState {
         };
         // What a keyed request is (tenant, method, target, body), computed once: the
         // idempotency layer and the journal both key on it.
-        let identity = RequestIdentity::of(route, &parts, &body);
+        let identity = RequestIdentity::of(route.keyed(), &parts, &body);
         let m = &self.metrics.idempotency;
         let admission = self
             .idempotency
-            .admit(route, m, &mut parts.headers, identity.as_ref(), deadline)
+            .admit(
+                route.keyed(),
+                m,
+                &mut parts.headers,
+                identity.as_ref(),
+                deadline,
+            )
             .await;
         let (guard, injected) = match admission {
             Admission::Forward { guard, injected } => (guard, injected),
@@ -107,8 +113,8 @@ impl ProxyState {
             .as_ref()
             .filter(|_| journaled)
             .and_then(|identity| {
-                let (journal, spec) = (&self.journal, &self.resolver);
-                resolver::intake::prepare(journal, spec, route, &parts, &body, identity)
+                let resends = |windowed| self.resolver.resends(&route.name, windowed);
+                journal::prepare(&self.journal, resends, route, &parts, &body, identity)
             });
 
         crate::crash_point!(crate::crashpoints::AFTER_CLAIM);

@@ -27,41 +27,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tower::retry::budget::TpsBudget;
 
-use crate::config::{ResolverSpec, RouteSpec};
+use crate::config::ResolverSpec;
 use crate::error::ProxyError;
 use crate::gate::Gates;
 use crate::headers;
 use crate::idempotency::Idempotency;
 use crate::inbound::{declared_length, read_body, refuse_foreign_target};
+use crate::journal::Journal;
+use crate::journal::webhook::Webhook;
 use crate::metrics::{Metrics, Origin};
-use crate::resolver::Journal;
-use crate::resolver::webhook::Webhook;
 use crate::retry::Jitter;
+use crate::route::RouteSpec;
 use crate::route::RouteTable;
 use crate::shared::RedisPool;
 use crate::upstream::Upstream;
 
-/// The body of every response payguard returns: the provider's streamed through, or its own.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
-
-/// Header on every response: how many upstream attempts the request took (0 when payguard
-/// answered without sending anything: a refusal or a replay).
-pub const PAYGUARD_ATTEMPTS: &str = "payguard-attempts";
-/// Header on responses to requests whose idempotency key payguard chose.
-pub const PAYGUARD_IDEMPOTENCY_KEY: &str = "payguard-idempotency-key";
-
-/// A body payguard holds in full (its own errors, a stored or peeked response) as a
-/// [`ProxyBody`].
-pub fn full(bytes: Bytes) -> ProxyBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
-}
+pub use crate::body::{PAYGUARD_ATTEMPTS, PAYGUARD_IDEMPOTENCY_KEY, ProxyBody, full};
 
 mod attempt;
 mod dispatch;

@@ -20,9 +20,9 @@ use http_body_util::{BodyExt, Limited};
 use super::{ProxyBody, ProxyState, full};
 use crate::error::ProxyError;
 use crate::idempotency::after;
+use crate::journal::webhook::Webhook;
+use crate::journal::{self, Ticket, Verdict};
 use crate::metrics::Metrics;
-use crate::resolver::webhook::Webhook;
-use crate::resolver::{Ticket, Verdict, task};
 
 /// Bodies up to this size, with a known length, are read before the entry is settled.
 const SETTLE_BUFFER: u64 = 256 * 1024;
@@ -44,7 +44,7 @@ impl Settle {
         let resolved = self.ticket.settle(verdict, self.attempts, self.retry_at);
         // The app's own retry may be what resolves an earlier unresolved request.
         if let Some(entry) = resolved.await {
-            task::finished(&self.metrics, self.webhook.as_deref(), &id, &entry);
+            journal::finished(&self.metrics, self.webhook.as_deref(), &id, &entry);
         }
     }
 }

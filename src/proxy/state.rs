@@ -10,23 +10,24 @@ use http::Method;
 use tower::retry::budget::TpsBudget;
 
 use super::ProxyState;
-use crate::config::{Config, ResolverSpec, RouteSpec, StoreKind};
+use crate::config::{Config, ResolverSpec, StoreKind};
 use crate::gate::Gates;
 use crate::idempotency::{
     FailMode, Idempotency, Store, embedded::EmbeddedStore, memory::MemoryStore, redis::RedisStore,
 };
+use crate::journal::webhook::Webhook;
+use crate::journal::{self, Journal, JournalStore};
 use crate::metrics::Metrics;
-use crate::resolver::webhook::Webhook;
-use crate::resolver::{self, Journal, JournalStore};
 use crate::retry::Jitter;
 use crate::route::RouteTable;
+use crate::route::{DEFAULT_ROUTE, RouteSpec};
 use crate::shared::RedisPool;
 use crate::upstream::Upstream;
 
 impl ProxyState {
     pub fn new(config: &Config) -> anyhow::Result<ProxyState> {
         let names = config.routes.iter().map(|r| r.name.as_str());
-        let metrics = Arc::new(Metrics::new(names.chain([crate::config::DEFAULT_ROUTE]))?);
+        let metrics = Arc::new(Metrics::new(names.chain([DEFAULT_ROUTE]))?);
         let spec = &config.idempotency;
         let redis = match &config.redis {
             Some(r) => Some(Arc::new(RedisPool::new(r)?)),
@@ -39,26 +40,23 @@ impl ProxyState {
         {
             (StoreKind::Memory, _) => (
                 Arc::new(MemoryStore::new(spec.max_records)),
-                Arc::new(resolver::memory::MemoryJournal::new(max_entries)),
+                Arc::new(journal::memory::MemoryJournal::new(max_entries)),
             ),
             (StoreKind::Embedded(path), _) => {
                 let store = EmbeddedStore::open(path, spec.max_records)?;
                 let journal =
-                    resolver::embedded::EmbeddedJournal::new(store.database(), path, max_entries)?;
+                    journal::embedded::EmbeddedJournal::new(store.database(), path, max_entries)?;
                 (Arc::new(store), Arc::new(journal))
             }
             (StoreKind::Redis, Some(pool)) => (
                 Arc::new(RedisStore::new(pool.clone(), spec.max_records)),
-                Arc::new(resolver::redis::RedisJournal::new(
-                    pool.clone(),
-                    max_entries,
-                )),
+                Arc::new(journal::redis::RedisJournal::new(pool.clone(), max_entries)),
             ),
             (StoreKind::Redis, None) => {
                 anyhow::bail!("idempotency.store = \"redis\" needs [redis]")
             }
         };
-        let sealer = resolver::seal::Sealer::new(config.resolver.encryption_key.as_ref());
+        let sealer = journal::seal::Sealer::new(config.resolver.encryption_key.as_ref());
         Ok(ProxyState {
             gates: Arc::new(Gates::new(config, &metrics.limits, redis.as_ref())),
             store_shared: spec.store == StoreKind::Redis,

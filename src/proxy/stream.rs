@@ -20,11 +20,11 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::{Forwarded, ProxyState};
-use crate::config::RouteSpec;
 use crate::error::ProxyError;
 use crate::inbound::declared_length;
 use crate::metrics::Origin;
 use crate::retry::{self, AttemptError, RequestFacts, RetryPolicy};
+use crate::route::RouteSpec;
 
 impl ProxyState {
     /// Sends `body` upstream as it arrives, in one attempt, within `deadline`. `limit` is the

@@ -6,7 +6,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 
 use super::report::Listing;
-use super::{Entry, GiveUp, State, short_id};
+use crate::journal::{Entry, GiveUp, State, short_id};
 use crate::proxy::ProxyState;
 
 /// Answers `request` when its path is under `/unresolved`; `None` otherwise.
@@ -93,7 +93,7 @@ async fn give_up(proxy: &ProxyState, wanted: &str) -> Response<Full<Bytes>> {
                 key = e.key,
                 "an operator gave up on an unresolved request"
             );
-            super::task::finished(proxy.metrics(), proxy.webhook(), id, &e);
+            crate::journal::finished(proxy.metrics(), proxy.webhook(), id, &e);
             super::task::refresh(proxy).await;
             json(StatusCode::OK, &Listing::new(&[(*id, e)], now).entries)
         }

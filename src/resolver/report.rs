@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Entry, Id, State, short_id};
+use crate::journal::{Entry, Id, State, short_id};
 
 /// Every entry still listed: unresolved ones first, oldest first, then recent outcomes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,10 +17,8 @@ use std::time::Duration;
 
 use http::Method;
 
-use super::webhook::Webhook;
-use super::{Entry, GiveUp, Id, State, Verdict};
 use crate::idempotency::after;
-use crate::metrics::Metrics;
+use crate::journal::{self, Entry, GiveUp, Id, State, Verdict};
 use crate::proxy::ProxyState;
 use crate::reload::LiveState;
 
@@ -64,11 +62,11 @@ pub async fn round(proxy: &ProxyState) {
 }
 
 /// How long the resolver holds an entry: its re-send's whole deadline (as
-/// [`super::intake::resend`] gives it), and the journal writes around it.
+/// [`super::resend`] gives it), and the journal writes around it.
 fn hold(proxy: &ProxyState, entry: &Entry) -> Duration {
     let method = Method::from_bytes(entry.method.as_bytes()).unwrap_or(Method::POST);
     let path = entry.target.split('?').next().unwrap_or("/");
-    proxy.route(&method, path).retry.deadline + super::lease::MARGIN
+    proxy.route(&method, path).retry.deadline + journal::lease::MARGIN
 }
 
 /// Acts on one due entry.
@@ -115,7 +113,7 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
             return give_up(proxy, id, GiveUp::Unreadable).await;
         }
     };
-    let (verdict, attempts) = super::intake::resend(proxy, method, &entry.target, payload).await;
+    let (verdict, attempts) = super::resend(proxy, method, &entry.target, payload).await;
     let now = journal.now_ms();
     let rounds = entry.rounds + 1;
     let next_at = after(now, backoff(spec.base_delay, spec.max_delay, rounds));
@@ -148,7 +146,7 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
         })
         .await;
     if let (true, Ok(Some(entry))) = (resolved, updated) {
-        finished(proxy.metrics(), proxy.webhook(), &id, &entry);
+        journal::finished(proxy.metrics(), proxy.webhook(), &id, &entry);
     }
 }
 
@@ -178,24 +176,7 @@ async fn give_up(proxy: &ProxyState, id: Id, reason: GiveUp) {
             reason = reason.label(),
             "resolver: gave up on an unresolved request"
         );
-        finished(proxy.metrics(), proxy.webhook(), &id, &entry);
-    }
-}
-
-/// Reports an entry that just finished: counted by outcome, and sent to the webhook.
-pub fn finished(metrics: &Metrics, webhook: Option<&Webhook>, id: &Id, entry: &Entry) {
-    let outcome = match entry.state {
-        State::Resolved { .. } => "resolved".to_owned(),
-        State::GaveUp { reason } => format!("gave_up_{}", reason.label()),
-        _ => return,
-    };
-    metrics
-        .resolver
-        .resolutions
-        .with_label_values(&[entry.route.as_str(), &outcome])
-        .inc();
-    if let (Some(webhook), Some(event)) = (webhook, super::webhook::Event::new(id, entry)) {
-        webhook.notify(event);
+        journal::finished(proxy.metrics(), proxy.webhook(), &id, &entry);
     }
 }
 

@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use payguard::config::{RedisSpec, RedisUrl};
 use payguard::shared::RedisPool;
+use payguard::shared::{RedisSpec, RedisUrl};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -1,7 +1,5 @@
-//! Where the resolver meets the request path: the journal ticket a keyed POST gets
-//! ([`prepare`], written before its first attempt leaves), and the re-send of a pending entry
-//! through that same path ([`resend`]), which skips the journal since the resolver keeps the
-//! entry itself.
+//! The journal ticket a keyed POST gets ([`prepare`], written before its first attempt
+//! leaves), and with it the one decision of whether payguard may ever re-send it.
 //!
 //! Whether payguard may re-send a request on its own is decided here, once. Re-sending is
 //! safe only if the app cannot also pay again under a new key meanwhile (an app that was told
@@ -14,13 +12,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 
-use super::journal::Opening;
-use super::{Entry, Journal, Payload, Ticket, Verdict};
-use crate::config::{ResolverSpec, RouteSpec};
+use super::{Entry, Journal, Opening, Payload, Ticket};
 use crate::idempotency::{RequestIdentity, after, fingerprint};
-use crate::proxy::ProxyState;
+use crate::route::RouteSpec;
 
 /// An open entry outlives its request's deadline by this much before it counts as abandoned
 /// by a dead process.
@@ -28,10 +23,12 @@ const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
 /// The ticket of a keyed request (a method its route's profile keys, with a key), written
 /// when its first attempt is about to leave. `identity` is the request's, as the idempotency
-/// layer used it; `now_ms` the journal's clock.
+/// layer used it. `resends` is the resolver's rule for the route (`[resolver]` and the
+/// route's override): whether it re-sends an entry, given whether a duplicate window across
+/// keys covers it.
 pub fn prepare(
     journal: &Journal,
-    spec: &ResolverSpec,
+    resends: impl FnOnce(bool) -> bool,
     route: &RouteSpec,
     parts: &http::request::Parts,
     body: &Bytes,
@@ -49,7 +46,7 @@ pub fn prepare(
     let window = policy
         .dedup_window
         .filter(|_| identity.windowed && policy.dedup_across_keys);
-    let resend = spec.resends(&route.name, window.is_some());
+    let resend = resends(window.is_some());
     let mut entry = Entry::new(
         route.name.clone(),
         parts.method.to_string(),
@@ -75,37 +72,4 @@ pub fn prepare(
     };
     let id = fingerprint::record_key(&scope, key.as_bytes());
     Some(journal.ticket(id, opening))
-}
-
-/// Re-sends a journaled request through the whole request path (idempotency layer,
-/// gates, retries), without journaling it again. Returns its verdict and attempts.
-pub async fn resend(
-    proxy: &ProxyState,
-    method: Method,
-    target: &str,
-    payload: Payload,
-) -> (Verdict, u32) {
-    let mut request = Request::new(());
-    *request.method_mut() = method;
-    match target.parse() {
-        Ok(uri) => *request.uri_mut() = uri,
-        Err(e) => return (Verdict::Unknown(format!("bad stored target: {e}")), 0),
-    }
-    let mut headers = HeaderMap::new();
-    for (name, value) in payload.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(&value),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    *request.headers_mut() = headers;
-    let (parts, ()) = request.into_parts();
-    let route = proxy.route(&parts.method, parts.uri.path());
-    // A re-send gets the route's whole deadline, as a request arriving now would.
-    let deadline = tokio::time::Instant::now() + route.retry.deadline;
-    proxy
-        .resend(parts, Bytes::from(payload.body), route, deadline)
-        .await
 }

@@ -5,10 +5,8 @@ use http::Response;
 
 use super::conformance::{lifecycle, opening};
 use super::embedded::EmbeddedJournal;
-use super::journal::JournalError;
 use super::memory::MemoryJournal;
 use super::seal::Sealer;
-use super::task::backoff;
 use super::*;
 use crate::profile::STRIPE;
 use crate::retry::Refusal;
@@ -58,14 +56,6 @@ fn verdicts_read_the_loops_final_outcome() {
     assert_eq!(of(&replayed), Verdict::Definitive(500));
 }
 
-#[test]
-fn resolver_backoff_doubles_up_to_its_cap() {
-    let (base, max) = (Duration::from_secs(30), Duration::from_secs(300));
-    let waits: Vec<u64> = (1..=6).map(|r| backoff(base, max, r).as_secs()).collect();
-    assert_eq!(waits, [30, 60, 120, 240, 300, 300]);
-    assert_eq!(backoff(base, max, 1000), max);
-}
-
 #[tokio::test]
 async fn memory_journal_lifecycle() {
     lifecycle(Journal::new(
@@ -82,7 +72,7 @@ async fn embedded_journal_lifecycle_sealed_and_private() {
     let path = dir.path().join("store.redb");
     let store = crate::idempotency::embedded::EmbeddedStore::open(&path, 100).unwrap();
     let backend = EmbeddedJournal::new(store.database(), &path, 100).unwrap();
-    let key = crate::config::EncryptionKey([9; 32]);
+    let key = super::seal::EncryptionKey([9; 32]);
     lifecycle(Journal::new(Arc::new(backend), Sealer::new(Some(&key)))).await;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -107,8 +97,8 @@ async fn entries_survive_reopening_the_file_and_the_bound_holds() {
     // An open entry, as a process killed mid-request leaves it (its ticket never settled).
     let mut entry = opening("k1", true).entry;
     entry.state = State::Open { lease_until: 1 };
-    let put: super::journal::Change =
-        Box::new(move |_| super::journal::Write::Put(Box::new(entry.clone())));
+    let put: super::store::Change =
+        Box::new(move |_| super::store::Write::Put(Box::new(entry.clone())));
     journal.store().update([1; 32], true, put).await.unwrap();
     // Full: a second entry is refused, and the request would go on unjournaled.
     let full = journal.open_for_test([2; 32], opening("k2", true)).await;

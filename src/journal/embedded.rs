@@ -23,7 +23,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 
-use super::journal::{Change, JournalError, JournalFuture, JournalStore, Write};
+use super::store::{Change, JournalError, JournalFuture, JournalStore, Write};
 use super::{Entry, Id};
 
 const JOURNAL: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("journal");

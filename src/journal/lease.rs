@@ -18,8 +18,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::journal::Write;
-use super::{Entry, Id, Journal, JournalError};
+use super::store::{JournalError, Write};
+use super::{Entry, Id, Journal};
 
 /// What the resolver holds an entry for beyond its re-send's own deadline: the journal writes
 /// before and after the re-send (a few Redis commands, each within its `command_timeout`).

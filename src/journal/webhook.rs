@@ -29,13 +29,33 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::{Entry, Id, State, short_id};
-use crate::config::WebhookSpec;
 
 /// Notifications waiting beyond this are dropped (with a warning): a dead receiver must not
 /// hold payguard's memory.
 const QUEUE: usize = 1024;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_DELAY: Duration = Duration::from_secs(60);
+
+/// The HMAC key that signs webhook notifications. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret(pub Vec<u8>);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(redacted)")
+    }
+}
+
+/// The validated `[resolver.webhook]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSpec {
+    pub url: http::Uri,
+    pub secret: WebhookSecret,
+    /// Deliveries of one notification, the first included.
+    pub max_attempts: u32,
+    /// The wait before the second delivery, doubled after each failure (at most a minute).
+    pub base_delay: Duration,
+}
 
 /// One notification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use super::journal::{Change, JournalError, JournalFuture, JournalStore, Write};
+use super::store::{Change, JournalError, JournalFuture, JournalStore, Write};
 use super::{Entry, Id};
 
 pub struct MemoryJournal {

@@ -34,7 +34,7 @@ use std::time::Duration;
 use rand::Rng;
 use redis::Script;
 
-use super::journal::{Change, JournalError, JournalFuture, JournalStore, Write};
+use super::store::{Change, JournalError, JournalFuture, JournalStore, Write};
 use super::{Entry, Id};
 use crate::shared::{RedisFailure, RedisPool};
 

@@ -13,9 +13,18 @@
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::journal::JournalError;
+use super::store::JournalError;
 use super::{Id, Payload};
-use crate::config::EncryptionKey;
+
+/// The AES-256 key that seals journal payloads. Its `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncryptionKey(pub [u8; 32]);
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EncryptionKey(redacted)")
+    }
+}
 
 pub struct Sealer {
     key: Option<LessSafeKey>,

@@ -1,0 +1,24 @@
+//! The body type every response payguard returns, and the headers payguard adds to them.
+//!
+//! Its own module because three layers make responses: the error mapping (`error`), the
+//! idempotency layer's replays and the proxy's relayed answers. Each imports this leaf; none
+//! imports another for it.
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+
+/// The body of every response payguard returns: the provider's streamed through, or its own.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Header on every response: how many upstream attempts the request took (0 when payguard
+/// answered without sending anything: a refusal or a replay).
+pub const PAYGUARD_ATTEMPTS: &str = "payguard-attempts";
+/// Header on responses to requests whose idempotency key payguard chose.
+pub const PAYGUARD_IDEMPOTENCY_KEY: &str = "payguard-idempotency-key";
+
+/// A body payguard holds in full (its own errors, a stored or peeked response) as a
+/// [`ProxyBody`].
+pub fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
