@@ -17,7 +17,6 @@ use http::{Response, StatusCode};
 use tokio::time::Instant;
 
 use crate::breaker::{Breaker, BreakerSpec, Outcome, Ticket};
-use crate::config::Config;
 use crate::metrics::LimitMetrics;
 use crate::profile::Profile;
 use crate::ratelimit::{LimitSpec, Limiter};
@@ -44,9 +43,22 @@ pub struct Passage<'a> {
     limiters: Vec<&'a Gate>,
 }
 
+/// One gate's settings: its name in metrics and its limiter and breaker, either optional.
+pub struct GateSpec {
+    pub name: String,
+    pub rate_limit: Option<LimitSpec>,
+    pub breaker: Option<BreakerSpec>,
+}
+
 impl Gates {
-    /// The gates of `config`; limiters with `backend = "redis"` share `redis`.
-    pub fn new(config: &Config, metrics: &LimitMetrics, redis: Option<&Arc<RedisPool>>) -> Gates {
+    /// The gates of the routes that have their own and of every upstream, in the config's
+    /// order of upstreams; limiters with `backend = "redis"` share `redis`.
+    pub fn new(
+        routes: Vec<GateSpec>,
+        upstreams: Vec<GateSpec>,
+        metrics: &LimitMetrics,
+        redis: Option<&Arc<RedisPool>>,
+    ) -> Gates {
         let gate = |name: &str, limit: Option<LimitSpec>, breaker: Option<BreakerSpec>| {
             let gate = Gate {
                 name: name.to_owned(),
@@ -62,16 +74,14 @@ impl Gates {
             }
             gate
         };
-        let routes = config
-            .routes
-            .iter()
+        let routes = routes
+            .into_iter()
             .filter(|r| r.rate_limit.is_some() || r.breaker.is_some())
             .map(|r| (r.name.clone(), gate(&r.name, r.rate_limit, r.breaker)))
             .collect();
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|u| gate(&u.gate_name(), u.rate_limit, u.breaker))
+        let upstreams = upstreams
+            .into_iter()
+            .map(|u| gate(&u.name, u.rate_limit, u.breaker))
             .collect();
         Gates { upstreams, routes }
     }

@@ -18,6 +18,27 @@
 //!
 //! [`config`] loads and validates the TOML file everything above is built from. [`double`] is a
 //! faithful test double of the provider, used by the tests, the benchmarks and [`demo`].
+//!
+//! # Layers
+//!
+//! A module imports only from layers below its own (`tests/layers.rs` reads the sources and
+//! fails on an import that points up). From the bottom:
+//!
+//! 1. `body`, `headers`, `profile`, `crashpoints`, `breaker`, `admin_client`, `telemetry`
+//! 2. `retry`, `shared`
+//! 3. `ratelimit`
+//! 4. `metrics`, `error`
+//! 5. `inbound`, `upstream`, `gate`
+//! 6. `idempotency`
+//! 7. `route`
+//! 8. `journal`
+//! 9. `config`
+//! 10. `proxy`
+//! 11. `reload`, `stats`
+//! 12. `resolver`
+//! 13. `admin`
+//! 14. `server`
+//! 15. `demo`
 #![forbid(unsafe_code)]
 
 pub mod admin;

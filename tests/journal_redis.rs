@@ -13,7 +13,7 @@ use payguard::journal::redis::RedisJournal;
 use payguard::journal::seal::EncryptionKey;
 use payguard::journal::seal::Sealer;
 use payguard::journal::{Change, Write};
-use payguard::journal::{Entry, Journal, JournalError, State};
+use payguard::journal::{Entry, Journal, JournalError, State, Ticket};
 use payguard::shared::RedisPool;
 use support::redis::RedisServer;
 
@@ -145,7 +145,7 @@ async fn a_redis_that_is_gone_is_a_backend_error_and_a_ticket_goes_on() {
         "{leased:?}"
     );
     // The request path: the failed write is logged, the request is sent all the same.
-    let ticket = journal.ticket([1; 32], conformance::opening("k1", true));
+    let ticket = Ticket::new(journal.clone(), [1; 32], conformance::opening("k1", true));
     tokio::time::timeout(Duration::from_secs(10), ticket.before_send())
         .await
         .expect("a journal failure does not hold the request");

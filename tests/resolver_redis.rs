@@ -15,7 +15,7 @@ use payguard::config::Config;
 use payguard::journal::Opening;
 use payguard::journal::redis::RedisJournal;
 use payguard::journal::seal::Sealer;
-use payguard::journal::{Entry, Journal, Payload, State, Verdict};
+use payguard::journal::{Entry, Journal, Payload, State, Ticket, Verdict};
 use payguard::proxy::ProxyState;
 use payguard::resolver::task;
 use payguard::route::DEFAULT_ROUTE;
@@ -178,7 +178,7 @@ async fn a_resolver_leaves_alone_an_entry_another_replicas_resolver_holds() {
         }),
         lease: Duration::from_secs(30),
     };
-    let ticket = a.ticket(id, opening);
+    let ticket = Ticket::new(a.clone(), id, opening);
     ticket.before_send().await;
     ticket.settle(Verdict::Unknown("lost".into()), 1, 0).await;
 

@@ -9,12 +9,49 @@ use http_body_util::{BodyExt, Limited};
 
 use super::after;
 use super::fingerprint::Digest;
-use super::layer::Idempotency;
+use super::handle::Idempotency;
+use super::store::StoreError;
 use super::store::StoredResponse;
+use super::{FailMode, RoutePolicy};
 use crate::body::{ProxyBody, full};
 use crate::error::ProxyError;
 use crate::metrics::IdempotencyMetrics;
 use crate::profile::Profile;
+
+/// What to do with a request.
+pub enum Admission {
+    /// Send it upstream. With a guard, its result must be handed to [`Guard::finish`].
+    Forward {
+        guard: Option<Guard>,
+        injected: Option<HeaderValue>,
+    },
+    /// Answer with this stored response, without contacting the provider. `injected` is the
+    /// key payguard bound to a keyless request, so the app sees it on the replay too.
+    Replay {
+        response: Response<ProxyBody>,
+        injected: Option<HeaderValue>,
+    },
+    /// Refuse it, without contacting the provider.
+    Refuse(ProxyError),
+}
+
+impl Idempotency {
+    /// What a store failure means for the request, as the route's `on_store_error` says.
+    pub(super) fn degrade(
+        &self,
+        policy: &RoutePolicy,
+        e: StoreError,
+        injected: Option<HeaderValue>,
+    ) -> Admission {
+        match policy.on_store_error {
+            FailMode::Open => Admission::Forward {
+                guard: None,
+                injected,
+            },
+            FailMode::Closed => Admission::Refuse(ProxyError::StoreUnavailable(e.to_string())),
+        }
+    }
+}
 
 /// A claimed key. Finish it with the final response, or drop it to release the key.
 pub struct Guard {

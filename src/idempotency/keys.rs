@@ -19,7 +19,8 @@
 
 use http::{HeaderMap, HeaderValue};
 
-use super::layer::{Admission, Idempotency};
+use super::guard::Admission;
+use super::handle::Idempotency;
 use super::store::BindRequest;
 use super::{KeyedRoute, after, fingerprint, new_key};
 use crate::error::ProxyError;

@@ -9,9 +9,16 @@ use http::Method;
 use http_body::Frame;
 use http_body_util::BodyExt;
 
+use std::sync::Arc;
+
+use http::{HeaderValue, Response};
+
 use super::*;
+use crate::body::ProxyBody;
 use crate::body::full;
 use crate::idempotency::memory::MemoryStore;
+use crate::idempotency::store::{Store, StoreError};
+use crate::idempotency::{FailMode, RoutePolicy, Settings};
 use crate::metrics::Metrics;
 use crate::route::RouteSpec;
 

@@ -26,6 +26,7 @@ pub mod conformance;
 pub mod embedded;
 pub mod fingerprint;
 mod guard;
+mod handle;
 pub mod identity;
 mod keys;
 mod layer;
@@ -39,9 +40,9 @@ use rand::Rng;
 
 use crate::profile::Profile;
 
-pub use guard::Guard;
+pub use guard::{Admission, Guard};
+pub use handle::Idempotency;
 pub use identity::RequestIdentity;
-pub use layer::{Admission, Idempotency};
 pub use store::{Store, StoreError, StoredResponse};
 
 /// What to do when the store cannot answer.

@@ -10,7 +10,7 @@ use super::{Entry, Id, Journal, Opening, Payload, State, Ticket, Verdict};
 
 /// Opens an entry as the request path does: a ticket, written before its first attempt.
 async fn open(journal: &Journal, id: Id, opening: Opening) -> Ticket {
-    let ticket = journal.ticket(id, opening);
+    let ticket = Ticket::new(journal.clone(), id, opening);
     ticket.before_send().await;
     ticket
 }
@@ -104,7 +104,7 @@ pub async fn lifecycle(journal: Journal) {
     assert!(e.last_error.as_deref().unwrap().contains("abandoned"));
 
     // One dropped before anything was sent (abandoned in the limiter's queue) leaves nothing.
-    drop(journal.ticket([7; 32], opening("k7", true)));
+    drop(Ticket::new(journal.clone(), [7; 32], opening("k7", true)));
     tokio::time::sleep(Duration::from_millis(50)).await;
     let listed = journal.list().await.unwrap();
     assert!(listed.iter().all(|(id, _)| *id != [7; 32]));

@@ -1,6 +1,6 @@
 //! The journal's lifecycle operations, built on a [`JournalStore`]: open, settle, modify,
 //! remove, list, and reading a sealed payload back. Shared by the request path (through a
-//! [`Ticket`]) and the resolver.
+//! [`super::Ticket`]) and the resolver.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use super::seal::Sealer;
 use super::store::{Change, JournalError, JournalStore, Write};
-use super::ticket::Ticket;
 use super::{Entry, Id, Payload, State, Verdict};
 use crate::idempotency::{Clock, after};
 
@@ -44,12 +43,6 @@ impl Journal {
 
     pub fn store(&self) -> &Arc<dyn JournalStore> {
         &self.store
-    }
-
-    /// A ticket for a request about to be journaled: nothing is written until its first
-    /// attempt is about to leave ([`Ticket::before_send`]).
-    pub fn ticket(&self, id: Id, opening: Opening) -> Ticket {
-        Ticket::new(self.clone(), id, opening)
     }
 
     /// Writes the open entry durably, for the tests of the journal's own bound.

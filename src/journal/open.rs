@@ -71,5 +71,5 @@ pub fn prepare(
         lease: route.retry.deadline + LEASE_MARGIN,
     };
     let id = fingerprint::record_key(&scope, key.as_bytes());
-    Some(journal.ticket(id, opening))
+    Some(Ticket::new(journal.clone(), id, opening))
 }

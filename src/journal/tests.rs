@@ -125,7 +125,7 @@ async fn a_journal_of_one_process_always_grants_the_lease_and_acts_on_due_entrie
     // Nothing there: leased, but nothing to act on.
     let absent = journal.under_lease([1; 32], ttl, |_, _| async {}).await;
     assert_eq!(absent.unwrap(), Taken::NotDue);
-    let ticket = journal.ticket([1; 32], opening("k1", true));
+    let ticket = Ticket::new(journal.clone(), [1; 32], opening("k1", true));
     ticket.before_send().await;
     ticket.settle(Verdict::Unknown("lost".into()), 1, 0).await;
     let acted = journal.under_lease([1; 32], ttl, |e, _| async move {

@@ -40,7 +40,9 @@ enum Phase {
 }
 
 impl Ticket {
-    pub(super) fn new(journal: Journal, id: Id, opening: Opening) -> Ticket {
+    /// A ticket for a request about to be journaled under `id`: nothing is written until its
+    /// first attempt is about to leave ([`Ticket::before_send`]).
+    pub fn new(journal: Journal, id: Id, opening: Opening) -> Ticket {
         Ticket {
             journal,
             id,

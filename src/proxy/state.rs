@@ -11,7 +11,7 @@ use tower::retry::budget::TpsBudget;
 
 use super::ProxyState;
 use crate::config::{Config, ResolverSpec, StoreKind};
-use crate::gate::Gates;
+use crate::gate::{GateSpec, Gates};
 use crate::idempotency::{
     FailMode, Idempotency, Store, embedded::EmbeddedStore, memory::MemoryStore, redis::RedisStore,
 };
@@ -58,7 +58,7 @@ impl ProxyState {
         };
         let sealer = journal::seal::Sealer::new(config.resolver.encryption_key.as_ref());
         Ok(ProxyState {
-            gates: Arc::new(Gates::new(config, &metrics.limits, redis.as_ref())),
+            gates: Arc::new(gates(config, &metrics, redis.as_ref())),
             store_shared: spec.store == StoreKind::Redis,
             fails_closed: fails_closed(config),
             redis,
@@ -130,11 +130,7 @@ impl ProxyState {
             budgets,
             gates: match limits(config) == limits(old) {
                 true => self.gates.clone(),
-                false => Arc::new(Gates::new(
-                    config,
-                    &self.metrics.limits,
-                    self.redis.as_ref(),
-                )),
+                false => Arc::new(gates(config, &self.metrics, self.redis.as_ref())),
             },
             idempotency: match *settings == old.idempotency.settings {
                 true => self.idempotency.clone(),
@@ -224,4 +220,24 @@ fn budget(config: &Config) -> TpsBudget {
 
 fn jitter(config: &Config) -> Jitter {
     config.jitter_seed.map_or(Jitter::Random, Jitter::seeded)
+}
+
+/// The gates of `config`: each route's own limiter and breaker, and each upstream's.
+fn gates(config: &Config, metrics: &Metrics, redis: Option<&Arc<RedisPool>>) -> Gates {
+    let routes = config.routes.iter().map(|r| GateSpec {
+        name: r.name.clone(),
+        rate_limit: r.rate_limit,
+        breaker: r.breaker,
+    });
+    let upstreams = config.upstreams.iter().map(|u| GateSpec {
+        name: u.gate_name(),
+        rate_limit: u.rate_limit,
+        breaker: u.breaker,
+    });
+    Gates::new(
+        routes.collect(),
+        upstreams.collect(),
+        &metrics.limits,
+        redis,
+    )
 }
