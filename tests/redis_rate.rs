@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use payguard::ratelimit::shared::BackendMetrics;
-use payguard::ratelimit::{LimitSpec, Limiter, SharedSpec, busiest_window};
+use payguard::ratelimit::{LimitSpec, Limiter, SharedSpec};
+use payguard_double::busiest_window;
 use payguard::shared::RedisPool;
 use payguard::shared::{RedisSpec, RedisUrl};
 use payguard_double::{self as double, DoubleConfig};

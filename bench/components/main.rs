@@ -179,7 +179,7 @@ async fn accuracy() {
         .iter()
         .filter(|t| **t < Duration::from_secs(10))
         .count();
-    let busiest = payguard::ratelimit::busiest_window(&grants, Duration::from_secs(1));
+    let busiest = payguard_double::busiest_window(&grants, Duration::from_secs(1));
     println!();
     println!(
         "limiter accuracy (real time): 50/s offered to 10/s, burst 1, for 10 s: {in_ten} sends in the first 10 s ({:.1}% of 100), busiest 1 s window {busiest}",

@@ -292,21 +292,5 @@ impl Drop for Turn<'_> {
     }
 }
 
-/// The most of `times` (sorted) in any half-open window `[t, t + window)`: what a provider's
-/// limiter counts, and so what the limiter's promise (at most `rate + burst - 1` sends in any
-/// second) is checked against by tests and benchmarks.
-pub fn busiest_window<T>(times: &[T], window: Duration) -> usize
-where
-    T: Copy + Ord + std::ops::Add<Duration, Output = T>,
-{
-    (0..times.len())
-        .map(|i| {
-            let end = times[i] + window;
-            times[i..].iter().take_while(|t| **t < end).count()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests;

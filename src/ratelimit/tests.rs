@@ -49,7 +49,7 @@ async fn offer(
 fn busiest_second(grants: &[(usize, Duration)]) -> usize {
     let mut times: Vec<Duration> = grants.iter().map(|g| g.1).collect();
     times.sort();
-    super::busiest_window(&times, Duration::from_secs(1))
+    payguard_double::busiest_window(&times, Duration::from_secs(1))
 }
 
 #[tokio::test(start_paused = true)]

@@ -85,7 +85,7 @@ pub use app::SeenRequest;
 pub use dialect::{Provider, UnknownProvider};
 pub use faults::{Contention, Fault, FaultPlan, Matcher, Profile, ProfileError};
 pub use ledger::{Duplicate, DuplicateBy, Effect, EffectKind, Ledger, LedgerSummary};
-pub use ratelimit::RateLimit;
+pub use ratelimit::{RateLimit, busiest_window};
 pub use spec::{fault_name, parse_fault, parse_mix};
 
 use app::App;

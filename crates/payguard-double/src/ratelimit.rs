@@ -84,6 +84,22 @@ impl Limiter {
     }
 }
 
+/// The most of `times` (sorted) in any half-open window `[t, t + window)`: what a provider's
+/// limiter counts, and so what payguard's limiter's promise (at most `rate + burst - 1` sends
+/// in any second) is checked against by its tests and benchmarks.
+pub fn busiest_window<T>(times: &[T], window: std::time::Duration) -> usize
+where
+    T: Copy + Ord + std::ops::Add<std::time::Duration, Output = T>,
+{
+    (0..times.len())
+        .map(|i| {
+            let end = times[i] + window;
+            times[i..].iter().take_while(|t| **t < end).count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
