@@ -36,29 +36,30 @@
 //! 10. `proxy`
 //! 11. `reload`, `stats`
 //! 12. `resolver`
-//! 13. `admin`
+//! 13. `admin`, `background`
 //! 14. `server`
 //! 15. `demo`
 #![forbid(unsafe_code)]
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod admin_client;
-pub mod body;
+pub(crate) mod background;
+pub(crate) mod body;
 pub mod breaker;
 pub mod config;
 pub mod crashpoints;
 pub mod demo;
-pub mod error;
-pub mod gate;
-pub mod headers;
+pub(crate) mod error;
+pub(crate) mod gate;
+pub(crate) mod headers;
 pub mod idempotency;
-pub mod inbound;
+pub(crate) mod inbound;
 pub mod journal;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod profile;
 pub mod proxy;
 pub mod ratelimit;
-pub mod reload;
+pub(crate) mod reload;
 pub mod resolver;
 pub mod retry;
 pub mod route;
@@ -66,4 +67,4 @@ pub mod server;
 pub mod shared;
 pub mod stats;
 pub mod telemetry;
-pub mod upstream;
+pub(crate) mod upstream;

@@ -34,10 +34,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::admin::access::Access;
 use crate::admin::{self, Readiness};
+use crate::background::Background;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::proxy::{ProxyBody, ProxyState};
-use crate::reload::{self, LiveState};
+use crate::reload::LiveState;
 
 pub struct Server {
     proxy: TcpListener,
@@ -108,14 +109,8 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let builder = connection_builder(self.header_read_timeout);
         let graceful = GracefulShutdown::new();
-        let prune_task = tokio::spawn(prune_periodically(self.state.clone(), self.prune_interval));
-        let resolver_task = tokio::spawn(crate::resolver::task::run(self.state.clone()));
-        let probe_task = tokio::spawn(probe_redis(self.state.clone()));
-        let reload_task = self.watch.map(|(path, config)| {
-            // Installed before "serving" is logged: a SIGHUP must never find no handler.
-            let hangups = reload::hangup_signals();
-            tokio::spawn(reload::watch(self.state.clone(), path, config, hangups))
-        });
+        // Started before "serving" is logged: a SIGHUP must never find no handler.
+        let mut background = Background::start(&self.state, self.prune_interval, self.watch);
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel();
         let admin_task = tokio::spawn(serve_admin(
             self.admin,
@@ -178,8 +173,7 @@ impl Server {
         drop(self.proxy);
         // No re-sends while draining: a re-send cut off now stays pending in the journal, and
         // the next process picks it up.
-        resolver_task.abort();
-        let _ = resolver_task.await;
+        background.stop_resending().await;
         tracing::info!(timeout = ?self.drain_timeout, "shutting down: draining in-flight requests");
         if tokio::time::timeout(self.drain_timeout, graceful.shutdown())
             .await
@@ -194,14 +188,7 @@ impl Server {
         connections.shutdown().await;
         let _ = stop_admin.send(());
         let _ = admin_task.await;
-        prune_task.abort();
-        let _ = prune_task.await;
-        probe_task.abort();
-        let _ = probe_task.await;
-        if let Some(task) = reload_task {
-            task.abort();
-            let _ = task.await;
-        }
+        background.stop().await;
         Ok(())
     }
 }
@@ -253,46 +240,6 @@ fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response<ProxyBody> 
     // The route, and so its provider's error shape, is lost with the panic: Stripe's, the
     // default profile's, is the best guess.
     ProxyError::Internal.into_response(&crate::profile::STRIPE)
-}
-
-/// Expired idempotency records are removed in the background, never on the request path.
-async fn prune_periodically(state: LiveState, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let current = state.load_full();
-        current
-            .idempotency()
-            .prune(&current.metrics().idempotency)
-            .await;
-    }
-}
-
-/// How often a shared (Redis) store is probed.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// With the Redis store, a probe each second: readiness, the health gauge and the state-change
-/// log follow Redis within a second, with or without traffic, instead of at the next prune.
-async fn probe_redis(state: LiveState) {
-    let mut ticks = tokio::time::interval(PROBE_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let current = state.load_full();
-        let (Some(pool), true) = (current.redis(), current.store_is_shared()) else {
-            continue;
-        };
-        let check = async {
-            pool.probe()
-                .await
-                .map_err(|e| crate::idempotency::StoreError::Backend(e.to_string()))
-        };
-        current
-            .idempotency()
-            .probe(&current.metrics().idempotency, check)
-            .await;
-    }
 }
 
 /// The admin listener, usually reachable from the whole pod network: it gets the same

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use payguard::ratelimit::shared::BackendMetrics;
 use payguard::ratelimit::{LimitSpec, Limiter, SharedSpec};
-use payguard_double::busiest_window;
 use payguard::shared::RedisPool;
 use payguard::shared::{RedisSpec, RedisUrl};
+use payguard_double::busiest_window;
 use payguard_double::{self as double, DoubleConfig};
 use support::redis::RedisServer;
 use support::replicas::{admin, metric, post, start_replicas};
