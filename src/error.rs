@@ -57,6 +57,8 @@ pub enum ProxyError {
     RateLimited(std::time::Duration),
     #[error("the upstream is failing and payguard's circuit breaker is open; retry after {0:?}")]
     CircuitOpen(std::time::Duration),
+    #[error("payguard is at its bound on {}; retry shortly", .0.label().replace('_', " "))]
+    Overloaded(crate::load::Bound),
 }
 
 /// An attempt's failure, when it is the last word: never sent means the upstream could not be
@@ -101,9 +103,9 @@ impl ProxyError {
             ProxyError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::KeyInUse => StatusCode::CONFLICT,
             ProxyError::KeyMismatch => StatusCode::BAD_REQUEST,
-            ProxyError::StoreUnavailable(_) | ProxyError::CircuitOpen(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::StoreUnavailable(_)
+            | ProxyError::CircuitOpen(_)
+            | ProxyError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -129,6 +131,7 @@ impl ProxyError {
             // Stripe's code for its own limiter, so clients handle both alike.
             ProxyError::RateLimited(_) => "rate_limit",
             ProxyError::CircuitOpen(_) => "payguard_circuit_open",
+            ProxyError::Overloaded(_) => "payguard_overloaded",
         }
     }
 
@@ -156,6 +159,7 @@ impl ProxyError {
             self,
             ProxyError::RateLimited(_)
                 | ProxyError::CircuitOpen(_)
+                | ProxyError::Overloaded(_)
                 | ProxyError::StoreUnavailable(_)
                 | ProxyError::KeyInUse
                 | ProxyError::OutcomeUnknown { .. }
@@ -219,6 +223,10 @@ impl ProxyError {
             // Whole seconds, rounded up: a client waiting less would only be refused again.
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if matches!(self, ProxyError::Overloaded(_)) {
+            // Requests in flight end within their deadline; a second is the shortest hint.
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
         }
         if let Some(name) = profile
             .should_retry_header

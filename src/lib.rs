@@ -24,7 +24,8 @@
 //! A module imports only from layers below its own (`tests/layers.rs` reads the sources and
 //! fails on an import that points up). From the bottom:
 //!
-//! 1. `body`, `headers`, `profile`, `crashpoints`, `breaker`, `admin_client`, `telemetry`
+//! 1. `body`, `headers`, `profile`, `crashpoints`, `breaker`, `admin_client`, `telemetry`,
+//!    `load`
 //! 2. `retry`, `shared`
 //! 3. `ratelimit`
 //! 4. `metrics`, `error`
@@ -55,6 +56,7 @@ pub(crate) mod headers;
 pub mod idempotency;
 pub(crate) mod inbound;
 pub mod journal;
+pub(crate) mod load;
 pub(crate) mod metrics;
 pub mod profile;
 pub mod proxy;

@@ -69,6 +69,10 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         running.header_read_timeout != new.header_read_timeout,
         "server.header_read_timeout",
     );
+    check(
+        running.load != new.load,
+        "server.max_connections, max_requests_in_flight or max_buffered_bytes",
+    );
     keys
 }
 

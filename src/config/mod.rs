@@ -10,6 +10,7 @@ mod admin;
 mod duration;
 mod idempotency;
 mod limits;
+mod load;
 mod location;
 mod payloads;
 mod redis;
@@ -187,6 +188,12 @@ pub(crate) struct RawServer {
     pub reload_poll_interval: Duration,
     #[serde(default = "defaults::header_read_timeout", with = "duration")]
     pub header_read_timeout: Duration,
+    #[serde(default = "load::default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "load::default_max_requests_in_flight")]
+    pub max_requests_in_flight: usize,
+    #[serde(default = "load::default_max_buffered_bytes")]
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for RawServer {
@@ -197,6 +204,9 @@ impl Default for RawServer {
             worker_threads: 0,
             reload_poll_interval: defaults::reload_poll(),
             header_read_timeout: defaults::header_read_timeout(),
+            max_connections: load::default_max_connections(),
+            max_requests_in_flight: load::default_max_requests_in_flight(),
+            max_buffered_bytes: load::default_max_buffered_bytes(),
         }
     }
 }

@@ -17,6 +17,7 @@ use super::retry::{self, BudgetSpec};
 use super::upstreams;
 use super::{ConfigIssue, RawConfig, payloads};
 use crate::idempotency::RoutePolicy;
+use crate::load::LoadSpec;
 use crate::profile::STRIPE;
 use crate::retry::RetryPolicy;
 use crate::route::{DEFAULT_ROUTE, RoutePattern, RouteSpec};
@@ -41,6 +42,8 @@ pub struct Config {
     pub reload_poll_interval: Duration,
     /// How long a client may take to send a request head, and a new connection its first.
     pub header_read_timeout: Duration,
+    /// The bound on connections, requests in flight and buffered bytes.
+    pub load: LoadSpec,
     pub log_format: LogFormat,
     pub log_level: String,
     pub routes: Vec<RouteSpec>,
@@ -105,6 +108,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             "must be from 10ms to 10m".into(),
         );
     }
+    let load = super::load::load(&raw.server, &mut issue);
     // Port 0 asks the OS for a free port, so two of them never collide.
     if raw.listen.proxy == raw.listen.admin && raw.listen.proxy.port() != 0 {
         issue(
@@ -270,6 +274,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             worker_threads: raw.server.worker_threads,
             reload_poll_interval: raw.server.reload_poll_interval,
             header_read_timeout: raw.server.header_read_timeout,
+            load,
             log_format,
             log_level: raw.log.level,
             routes,

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-use super::{counter, histogram};
+use super::{counter, gauge, histogram};
 use crate::breaker::State;
+use crate::load::Bound;
 use crate::ratelimit::shared::BackendMetrics;
 
 const WAIT_BUCKETS: &[f64] = &[
@@ -22,6 +23,8 @@ pub struct LimitMetrics {
     state: IntGaugeVec,
     transitions: IntCounterVec,
     refused: IntCounterVec,
+    overloaded: IntCounterVec,
+    buffered: IntGauge,
 }
 
 impl LimitMetrics {
@@ -50,7 +53,22 @@ impl LimitMetrics {
             &["limiter"],
         )?;
         r.register(Box::new(backend_healthy.clone()))?;
+        let overloaded = counter(
+            r,
+            "payguard_overload_refusals_total",
+            "Requests answered 503 at once because payguard was at a bound on load ([server]).",
+            &["bound"],
+        )?;
+        for bound in [Bound::Connections, Bound::Requests, Bound::BufferedBytes] {
+            overloaded.with_label_values(&[bound.label()]);
+        }
         Ok(LimitMetrics {
+            overloaded,
+            buffered: gauge(
+                r,
+                "payguard_buffered_request_bytes",
+                "Request body bytes reserved by requests in flight (at most server.max_buffered_bytes).",
+            )?,
             backend_errors: counter(
                 r,
                 "payguard_ratelimit_backend_errors_total",
@@ -86,6 +104,16 @@ impl LimitMetrics {
                 &["breaker"],
             )?,
         })
+    }
+
+    /// A request refused at `bound`.
+    pub fn overloaded(&self, bound: Bound) {
+        self.overloaded.with_label_values(&[bound.label()]).inc();
+    }
+
+    /// Request bytes reserved now.
+    pub fn buffered(&self, bytes: usize) {
+        self.buffered.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// Zeroed series for a limiter, so the gauge exists before the first request.

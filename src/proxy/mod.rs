@@ -39,6 +39,7 @@ use crate::idempotency::Idempotency;
 use crate::inbound::{declared_length, read_body, refuse_foreign_target};
 use crate::journal::Journal;
 use crate::journal::webhook::Webhook;
+use crate::load::Load;
 use crate::metrics::{Metrics, Origin};
 use crate::retry::Jitter;
 use crate::route::RouteSpec;
@@ -67,6 +68,8 @@ pub struct ProxyState {
     idempotency: Idempotency,
     gates: Arc<Gates>,
     max_body: usize,
+    /// The bound on requests in flight and their buffered bytes; kept across reloads.
+    load: Arc<Load>,
     /// Kept across reloads, like the store it shares a file with.
     journal: Journal,
     resolver: ResolverSpec,
@@ -111,10 +114,18 @@ impl ProxyState {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
 
-        let forwarded = match refuse_foreign_target(&request, local) {
-            Ok(()) => self.forward(request, route).await,
-            Err(e) => Forwarded::refused(e),
+        // Held until the answer is built: the body stays buffered for every attempt till then.
+        let held = self.load.admit(self.reserved(&request, route));
+        self.metrics.limits.buffered(self.load.buffered());
+        let forwarded = match (&held, refuse_foreign_target(&request, local)) {
+            (Err(bound), _) => {
+                self.metrics.limits.overloaded(*bound);
+                Forwarded::refused(ProxyError::Overloaded(*bound))
+            }
+            (Ok(_), Ok(())) => self.forward(request, route).await,
+            (Ok(_), Err(e)) => Forwarded::refused(e),
         };
+        drop(held);
         let (attempts, origin) = (forwarded.attempts, forwarded.origin);
         let mut response = forwarded.result.unwrap_or_else(|err| {
             tracing::warn!(route = route.name, %method, path, attempts, error = %err, "payguard answered with an error");
@@ -141,6 +152,20 @@ impl ProxyState {
             "request"
         );
         response
+    }
+
+    /// The bytes a request's body may take in payguard's buffer: its declared length, or the
+    /// most it may buffer when it streams one of unknown length; nothing for a request
+    /// without a body, or an upload its route streams through unbuffered.
+    fn reserved<B>(&self, request: &Request<B>, route: &RouteSpec) -> usize {
+        let headers = request.headers();
+        let max = self.max_body as u64;
+        match declared_length(headers) {
+            Some(length) if length > max && route.max_upload.is_some() => 0,
+            Some(length) => usize::try_from(length.min(max)).unwrap_or(self.max_body),
+            None if headers.contains_key(http::header::TRANSFER_ENCODING) => self.max_body,
+            None => 0,
+        }
     }
 
     async fn forward(&self, request: Request<Incoming>, route: &RouteSpec) -> Forwarded {

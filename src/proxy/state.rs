@@ -17,6 +17,7 @@ use crate::idempotency::{
 };
 use crate::journal::webhook::Webhook;
 use crate::journal::{self, Journal, JournalStore};
+use crate::load::Load;
 use crate::metrics::Metrics;
 use crate::retry::Jitter;
 use crate::route::RouteTable;
@@ -77,6 +78,7 @@ impl ProxyState {
             metrics,
             jitter: jitter(config),
             max_body: config.max_request_body,
+            load: Arc::new(Load::new(config.load)),
             journal: Journal::new(journal, sealer),
             resolver: config.resolver.clone(),
             webhook: config
@@ -140,6 +142,7 @@ impl ProxyState {
             metrics: self.metrics.clone(),
             jitter: jitter(config),
             max_body: config.max_request_body,
+            load: self.load.clone(),
             journal: self.journal.clone(),
             resolver: config.resolver.clone(),
             webhook: match config.resolver.webhook == old.resolver.webhook {

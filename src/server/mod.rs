@@ -32,6 +32,8 @@ use tokio::task::JoinSet;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
+mod overflow;
+
 use crate::admin::access::Access;
 use crate::admin::{self, Readiness};
 use crate::background::Background;
@@ -47,6 +49,7 @@ pub struct Server {
     admin_addr: SocketAddr,
     drain_timeout: Duration,
     header_read_timeout: Duration,
+    max_connections: usize,
     prune_interval: Duration,
     state: LiveState,
     ready: Readiness,
@@ -83,6 +86,7 @@ impl Server {
             admin,
             drain_timeout: config.drain_timeout,
             header_read_timeout: config.header_read_timeout,
+            max_connections: config.load.max_connections,
             prune_interval: config.idempotency.prune_interval,
             state: Arc::new(ArcSwap::from_pointee(ProxyState::new(config)?)),
             ready: Readiness::default(),
@@ -123,6 +127,8 @@ impl Server {
         // Every connection task is kept, so `run` returns only once all of them are gone and
         // nothing still holds the state (and the store file behind it).
         let mut connections = JoinSet::new();
+        // Connections refused at the bound, each answered and closed within a second.
+        let mut overflow = JoinSet::new();
         self.ready.set(true);
         tracing::info!("{}", self.access.describe());
         tracing::info!(proxy = %self.proxy_addr, admin = %self.admin_addr, "payguard is serving");
@@ -133,6 +139,7 @@ impl Server {
                 () = &mut shutdown => break,
                 // Reap finished connections so the set holds only live ones.
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                Some(_) = overflow.join_next(), if !overflow.is_empty() => continue,
                 accepted = self.proxy.accept() => match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
@@ -146,6 +153,11 @@ impl Server {
             let Some(local) = prepare(&stream) else {
                 continue;
             };
+            if connections.len() >= self.max_connections {
+                // At the bound: this one gets a 503 and is closed; the live ones keep theirs.
+                overflow.spawn(overflow::refuse(stream, self.state.load_full()));
+                continue;
+            }
             // Told of every request, so the connection's first can be awaited with a timeout.
             let requests = Arc::new(Notify::new());
             let service = ServiceBuilder::new()
@@ -186,6 +198,7 @@ impl Server {
         // Close what is left and wait for every task to go: they hold the state, and with it
         // the embedded store's file, which a restart in the same process must reopen.
         connections.shutdown().await;
+        overflow.shutdown().await;
         let _ = stop_admin.send(());
         let _ = admin_task.await;
         background.stop().await;
