@@ -24,22 +24,22 @@
 //! A module imports only from layers below its own (`tests/layers.rs` reads the sources and
 //! fails on an import that points up). From the bottom:
 //!
-//! 1. `body`, `headers`, `profile`, `crashpoints`, `breaker`, `admin_client`, `telemetry`,
-//!    `load`
-//! 2. `retry`, `shared`
-//! 3. `ratelimit`
-//! 4. `metrics`, `error`
-//! 5. `inbound`, `upstream`, `gate`
-//! 6. `idempotency`
-//! 7. `route`
-//! 8. `journal`
-//! 9. `config`
-//! 10. `proxy`
-//! 11. `reload`, `stats`
-//! 12. `resolver`
-//! 13. `admin`, `background`
-//! 14. `server`
-//! 15. `demo`
+//! 1. `body`, `headers`, `profile`, `crashpoints`, `breaker`, `load`
+//! 2. `admin_client`, `telemetry`
+//! 3. `retry`, `shared`
+//! 4. `ratelimit`
+//! 5. `metrics`, `error`
+//! 6. `inbound`, `upstream`, `gate`
+//! 7. `idempotency`
+//! 8. `route`
+//! 9. `journal`
+//! 10. `config`
+//! 11. `proxy`
+//! 12. `reload`, `stats`
+//! 13. `resolver`
+//! 14. `admin`, `background`
+//! 15. `server`
+//! 16. `demo`
 #![forbid(unsafe_code)]
 
 pub(crate) mod admin;
