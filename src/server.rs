@@ -269,10 +269,10 @@ async fn prune_periodically(state: LiveState, every: Duration) {
     }
 }
 
-/// How often a shared (Redis) store is probed.
+/// How often a shared (Redis or PostgreSQL) store is probed.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// With the Redis store, a probe each second: readiness, the health gauge and the state-change
+/// With a shared store (Redis, PostgreSQL), a probe each second: readiness, the health gauge and the state-change
 /// log follow Redis within a second, with or without traffic, instead of at the next prune.
 async fn probe_redis(state: LiveState) {
     let mut ticks = tokio::time::interval(PROBE_INTERVAL);
@@ -280,13 +280,17 @@ async fn probe_redis(state: LiveState) {
     loop {
         ticks.tick().await;
         let current = state.load_full();
-        let (Some(pool), true) = (current.redis(), current.store_is_shared()) else {
+        if !current.store_is_shared() {
             continue;
-        };
-        let check = async {
-            pool.probe()
-                .await
-                .map_err(|e| crate::idempotency::StoreError::Backend(e.to_string()))
+        }
+        let (redis, postgres) = (current.redis().cloned(), current.postgres().cloned());
+        let check = async move {
+            let probed = match (postgres, redis) {
+                (Some(pg), _) => pg.probe().await.map_err(|e| e.to_string()),
+                (None, Some(redis)) => redis.probe().await.map_err(|e| e.to_string()),
+                (None, None) => return Ok(()),
+            };
+            probed.map_err(crate::idempotency::StoreError::Backend)
         };
         current
             .idempotency()

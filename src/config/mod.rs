@@ -12,6 +12,7 @@ mod idempotency;
 mod limits;
 mod location;
 mod payloads;
+mod postgres;
 mod redis;
 mod resolver;
 mod retry;
@@ -29,6 +30,7 @@ use serde::Deserialize;
 
 pub use admin::{AdminSpec, AdminToken, MIN_TOKEN_LEN};
 pub use idempotency::{IdempotencySpec, StoreKind, builtin_route_policy};
+pub use postgres::{PostgresSpec, PostgresUrl};
 pub use redis::{RedisSpec, RedisUrl};
 pub use resolver::{EncryptionKey, ResolverSpec};
 pub use retry::{BudgetSpec, SDK_TIMEOUT, builtin_policy};
@@ -40,6 +42,7 @@ pub use webhook::{WebhookSecret, WebhookSpec};
 use admin::RawAdmin;
 use idempotency::{RawIdempotency, RawRoutePolicy};
 use limits::{RawBreaker, RawRateLimit};
+use postgres::RawPostgres;
 use redis::RawRedis;
 use resolver::{RawResolver, RawRouteResolver};
 use retry::{RawBudget, RawRetry};
@@ -157,6 +160,7 @@ pub(crate) struct RawConfig {
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
     pub redis: Option<RawRedis>,
+    pub postgres: Option<RawPostgres>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,6 +37,7 @@ pub mod intake;
 pub mod journal;
 pub mod lease;
 pub mod memory;
+pub mod postgres;
 pub mod redis;
 pub mod report;
 pub mod seal;
