@@ -37,9 +37,22 @@ pub enum PgFailure {
 }
 
 impl From<tokio_postgres::Error> for PgFailure {
+    /// The driver's own words say only the kind ("db error", "error performing TLS
+    /// handshake"); the cause says what happened. A server error gives its severity, code and
+    /// message, never its DETAIL (which may quote a row's values); no part names the password.
     fn from(e: tokio_postgres::Error) -> Self {
-        // The driver's messages name the server's error, never the connection's password.
-        PgFailure::Db(e.to_string())
+        if let Some(db) = e.as_db_error() {
+            return PgFailure::Db(format!(
+                "{} {}: {}",
+                db.severity(),
+                db.code().code(),
+                db.message()
+            ));
+        }
+        match std::error::Error::source(&e) {
+            Some(cause) => PgFailure::Db(format!("{e}: {cause}")),
+            None => PgFailure::Db(e.to_string()),
+        }
     }
 }
 
