@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::idempotency::StoreError;
 use crate::reload::{self, LiveState};
 
-/// How often a shared (Redis) store is probed.
+/// How often a shared (Redis or PostgreSQL) store is probed.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The running background tasks of one server.
@@ -72,21 +72,26 @@ async fn prune_periodically(state: LiveState, every: Duration) {
     }
 }
 
-/// With the Redis store, a probe each second: readiness, the health gauge and the state-change
-/// log follow Redis within a second, with or without traffic, instead of at the next prune.
+/// With a shared store (Redis, PostgreSQL), a probe each second: readiness, the health gauge
+/// and the state-change log follow it within a second, with or without traffic, instead of at
+/// the next prune.
 async fn probe_shared_store(state: LiveState) {
     let mut ticks = tokio::time::interval(PROBE_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let current = state.load_full();
-        let (Some(pool), true) = (current.redis(), current.store_is_shared()) else {
+        if !current.store_is_shared() {
             continue;
-        };
-        let check = async {
-            pool.probe()
-                .await
-                .map_err(|e| StoreError::Backend(e.to_string()))
+        }
+        let (redis, postgres) = (current.redis().cloned(), current.postgres().cloned());
+        let check = async move {
+            let probed = match (postgres, redis) {
+                (Some(pg), _) => pg.probe().await.map_err(|e| e.to_string()),
+                (None, Some(redis)) => redis.probe().await.map_err(|e| e.to_string()),
+                (None, None) => return Ok(()),
+            };
+            probed.map_err(StoreError::Backend)
         };
         current
             .idempotency()

@@ -53,6 +53,7 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
         "idempotency.prune_interval",
     );
     check(running.redis != new.redis, "redis");
+    check(running.postgres != new.postgres, "postgres");
     check(
         running.resolver.encryption_key != new.resolver.encryption_key,
         "resolver.encryption_key_file",

@@ -22,10 +22,26 @@ need redis-server || missing+=(redis-server)
 # tests/chaos_netns.rs: a network namespace (iproute2) with nftables reject and drop rules.
 need ip || missing+=(iproute2)
 need nft || missing+=(nftables)
+# tests/postgres_*.rs: a database of their own on the machine's PostgreSQL (127.0.0.1:5432,
+# user postgres, trust auth from loopback), and clusters of their own from initdb and pg_ctl
+# (Debian's postgresql); they fail, never skip, without it.
+{ need psql && need pg_ctlcluster && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } ||
+  missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! pg_isready -q -h 127.0.0.1; then
+  pg_version="$(ls /etc/postgresql | sort -V | tail -1)"
+  hba="/etc/postgresql/$pg_version/main/pg_hba.conf"
+  # The tests connect as postgres over loopback without a password, as on the dev machines.
+  grep -q '^host all all 127.0.0.1/32 trust' "$hba" ||
+    sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+  echo "starting PostgreSQL $pg_version" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$pg_version" main start
+  for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 && break; sleep 0.2; done
+  pg_isready -h 127.0.0.1
 fi
 
 # The SDK end-to-end tests (tests/sdk.rs, tests/sdk_errors.rs) run the official SDKs:

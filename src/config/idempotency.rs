@@ -107,6 +107,15 @@ pub enum StoreKind {
     Embedded(PathBuf),
     /// The `[redis]` server, shared by every replica.
     Redis,
+    /// The `[postgres]` database, shared by every replica; the journal is there too.
+    Postgres,
+}
+
+/// Which shared backends the config has a table for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Shared {
+    pub redis: bool,
+    pub postgres: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,13 +129,13 @@ pub struct IdempotencySpec {
 pub(super) fn spec(
     raw: &RawIdempotency,
     base_dir: &Path,
-    has_redis: bool,
+    shared: Shared,
     issue: &mut impl FnMut(String, String),
 ) -> IdempotencySpec {
     let store = match raw.store.as_str() {
         "memory" => StoreKind::Memory,
         "embedded" => StoreKind::Embedded(base_dir.join(&raw.path)),
-        "redis" if has_redis => StoreKind::Redis,
+        "redis" if shared.redis => StoreKind::Redis,
         "redis" => {
             issue(
                 "idempotency.store".into(),
@@ -134,10 +143,20 @@ pub(super) fn spec(
             );
             StoreKind::Memory
         }
+        "postgres" if shared.postgres => StoreKind::Postgres,
+        "postgres" => {
+            issue(
+                "idempotency.store".into(),
+                "\"postgres\" needs a [postgres] table with the database's url".into(),
+            );
+            StoreKind::Memory
+        }
         other => {
             issue(
                 "idempotency.store".into(),
-                format!("expected \"embedded\", \"memory\" or \"redis\", got {other:?}"),
+                format!(
+                    "expected \"embedded\", \"memory\", \"redis\" or \"postgres\", got {other:?}"
+                ),
             );
             StoreKind::Memory
         }

@@ -13,6 +13,7 @@ mod limits;
 mod load;
 mod location;
 mod payloads;
+mod postgres;
 mod redis;
 mod resolver;
 mod retry;
@@ -38,6 +39,7 @@ pub use validate::Config;
 use admin::RawAdmin;
 use idempotency::{RawIdempotency, RawRoutePolicy};
 use limits::{RawBreaker, RawRateLimit};
+use postgres::RawPostgres;
 use redis::RawRedis;
 use resolver::{RawResolver, RawRouteResolver};
 use retry::{RawBudget, RawRetry};
@@ -155,6 +157,7 @@ pub(crate) struct RawConfig {
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
     pub redis: Option<RawRedis>,
+    pub postgres: Option<RawPostgres>,
 }
 
 #[derive(Debug, Deserialize)]

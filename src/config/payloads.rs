@@ -21,7 +21,8 @@
 //! Where the payloads would sit: with the embedded store, in its file, for as long as an entry
 //! is unresolved, and in every backup or copy of that volume; with the Redis store, in Redis
 //! (its memory, its append-only file and their backups), readable by every client of that
-//! server. Only the memory store keeps them nowhere but in the process, beside the requests it
+//! server; with the PostgreSQL store, in its `journal` table (the database's files, WAL,
+//! replicas and backups). Only the memory store keeps them nowhere but in the process, beside the requests it
 //! is serving anyway, where a key held by the same process would protect nothing: it needs no
 //! key.
 //!
@@ -62,7 +63,7 @@ impl Route<'_> {
 /// Whether payloads kept by this store's journal are at rest (see the module docs).
 fn at_rest(store: &StoreKind) -> bool {
     match store {
-        StoreKind::Embedded(_) | StoreKind::Redis => true,
+        StoreKind::Embedded(_) | StoreKind::Redis | StoreKind::Postgres => true,
         StoreKind::Memory => false,
     }
 }

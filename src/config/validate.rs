@@ -11,12 +11,14 @@ use std::time::Duration;
 use super::admin::{self, AdminSpec};
 use super::idempotency::{self as idem, IdempotencySpec};
 use super::limits;
+use super::postgres;
 use super::redis;
 use super::resolver::{self as resolver_config, ResolverSpec};
 use super::retry::{self, BudgetSpec};
 use super::upstreams;
 use super::{ConfigIssue, RawConfig, payloads};
 use crate::idempotency::RoutePolicy;
+use crate::idempotency::postgres::PostgresSpec;
 use crate::load::LoadSpec;
 use crate::profile::STRIPE;
 use crate::retry::RetryPolicy;
@@ -59,6 +61,8 @@ pub struct Config {
     pub resolver: ResolverSpec,
     /// The Redis shared by replicas, when the store or a limiter uses it.
     pub redis: Option<RedisSpec>,
+    /// The PostgreSQL database of the store and journal, with `store = "postgres"`.
+    pub postgres: Option<PostgresSpec>,
 }
 
 impl Config {
@@ -143,7 +147,12 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
         &mut issue,
     );
     let admin = admin::spec(&raw.admin, base_dir, &mut issue);
-    let idempotency = idem::spec(&raw.idempotency, base_dir, redis.is_some(), &mut issue);
+    let postgres = raw.postgres.as_ref().map(|p| postgres::spec(p, &mut issue));
+    let shared = idem::Shared {
+        redis: redis.is_some(),
+        postgres: postgres.is_some(),
+    };
+    let idempotency = idem::spec(&raw.idempotency, base_dir, shared, &mut issue);
     let mut resolver = resolver_config::spec(&raw.resolver, base_dir, &mut issue);
     // The resolver's window applies to every upstream's requests: longer than the shortest
     // key window, it would re-send after that provider forgot the key.
@@ -285,6 +294,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             default_idempotency,
             resolver,
             redis,
+            postgres,
         }),
         _ => Err(issues),
     }

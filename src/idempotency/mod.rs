@@ -31,6 +31,7 @@ pub mod identity;
 mod keys;
 mod layer;
 pub mod memory;
+pub mod postgres;
 pub mod redis;
 pub mod store;
 

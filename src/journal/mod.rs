@@ -31,6 +31,7 @@ mod lifecycle;
 pub mod memory;
 pub mod notify;
 pub mod open;
+pub mod postgres;
 pub mod redis;
 pub mod seal;
 pub mod store;

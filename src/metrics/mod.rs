@@ -10,6 +10,7 @@
 
 pub mod idempotency;
 pub mod limits;
+pub mod postgres;
 pub mod resolver;
 pub mod retry;
 
@@ -22,6 +23,7 @@ use prometheus::{
 
 pub use idempotency::IdempotencyMetrics;
 pub use limits::LimitMetrics;
+pub use postgres::PostgresMetrics;
 pub use resolver::ResolverMetrics;
 pub use retry::{RetryMetrics, RouteObserver};
 
@@ -96,6 +98,8 @@ pub struct Metrics {
     pub idempotency: IdempotencyMetrics,
     pub limits: LimitMetrics,
     pub resolver: ResolverMetrics,
+    /// The PostgreSQL store's statement latency (no series unless that store is used).
+    pub postgres: PostgresMetrics,
     /// Config reloads by result: `applied` or `invalid`.
     pub reloads: IntCounterVec,
     /// 1 while a reloaded config changed settings that only a restart applies.
@@ -181,6 +185,7 @@ impl Metrics {
             retry,
             idempotency,
             resolver,
+            postgres: PostgresMetrics::new(&registry)?,
             limits: LimitMetrics::new(&registry)?,
             registry,
             requests,

@@ -76,7 +76,9 @@ pub struct ProxyState {
     webhook: Option<Arc<Webhook>>,
     /// The Redis shared with other replicas, when configured; kept across reloads.
     redis: Option<Arc<RedisPool>>,
-    /// Whether the store is shared by replicas (Redis); fixed at start, like the store.
+    /// The PostgreSQL pool of the store and journal, with that store; kept across reloads.
+    postgres: Option<Arc<crate::idempotency::postgres::PgPool>>,
+    /// Whether the store is shared by replicas (Redis, PostgreSQL); fixed at start.
     store_shared: bool,
     /// Whether any route answers 503 when the store fails.
     fails_closed: bool,

@@ -12,6 +12,7 @@ use tower::retry::budget::TpsBudget;
 use super::ProxyState;
 use crate::config::{Config, ResolverSpec, StoreKind};
 use crate::gate::{GateSpec, Gates};
+use crate::idempotency::postgres::{PgPool, PostgresStore};
 use crate::idempotency::{
     FailMode, Idempotency, Store, embedded::EmbeddedStore, memory::MemoryStore, redis::RedisStore,
 };
@@ -34,9 +35,16 @@ impl ProxyState {
             Some(r) => Some(Arc::new(RedisPool::new(r)?)),
             None => None,
         };
+        // Only with the PostgreSQL store: a [postgres] table alone connects to nothing.
+        let postgres = match (&config.postgres, &spec.store) {
+            (Some(p), StoreKind::Postgres) => {
+                Some(Arc::new(PgPool::new(p, Some(metrics.postgres.clone()))?))
+            }
+            _ => None,
+        };
         let max_entries = config.resolver.max_entries;
-        // The journal sits beside the store: in its redb file, in Redis (shared by every
-        // replica, so an entry outlives its pod), or in memory.
+        // The journal sits beside the store: in its redb file, in Redis or PostgreSQL (shared
+        // by every replica, so an entry outlives its pod), or in memory.
         let (store, journal): (Arc<dyn Store>, Arc<dyn JournalStore>) = match (&spec.store, &redis)
         {
             (StoreKind::Memory, _) => (
@@ -56,13 +64,26 @@ impl ProxyState {
             (StoreKind::Redis, None) => {
                 anyhow::bail!("idempotency.store = \"redis\" needs [redis]")
             }
+            (StoreKind::Postgres, _) => {
+                let Some(pool) = &postgres else {
+                    anyhow::bail!("idempotency.store = \"postgres\" needs [postgres]")
+                };
+                (
+                    Arc::new(PostgresStore::new(pool.clone(), spec.max_records)),
+                    Arc::new(journal::postgres::PostgresJournal::new(
+                        pool.clone(),
+                        max_entries,
+                    )),
+                )
+            }
         };
         let sealer = journal::seal::Sealer::new(config.resolver.encryption_key.as_ref());
         Ok(ProxyState {
             gates: Arc::new(gates(config, &metrics, redis.as_ref())),
-            store_shared: spec.store == StoreKind::Redis,
+            store_shared: matches!(spec.store, StoreKind::Redis | StoreKind::Postgres),
             fails_closed: fails_closed(config),
             redis,
+            postgres,
             budgets: config
                 .upstreams
                 .iter()
@@ -154,6 +175,7 @@ impl ProxyState {
                     .map(|w| Arc::new(Webhook::new(w))),
             },
             redis: self.redis.clone(),
+            postgres: self.postgres.clone(),
             store_shared: self.store_shared,
             fails_closed: fails_closed(config),
         })
@@ -192,9 +214,13 @@ impl ProxyState {
         self.redis.as_ref()
     }
 
+    pub fn postgres(&self) -> Option<&Arc<PgPool>> {
+        self.postgres.as_ref()
+    }
+
     /// Whether a failing idempotency store makes this replica unready. A store of this pod
     /// alone (embedded) failing is this pod's problem: take it out of rotation. A shared store
-    /// (Redis) failing is every replica's problem at once: taking them all out would turn a
+    /// (Redis, PostgreSQL) failing is every replica's problem at once: taking them all out would turn a
     /// Redis outage into a full outage, so they stay ready and degrade by their routes'
     /// `on_store_error`, unless some route fails closed, whose payments would be refused.
     pub fn store_is_shared(&self) -> bool {

@@ -6,6 +6,7 @@
 
 pub mod chaos;
 pub mod faultproxy;
+pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod redis;
