@@ -70,7 +70,7 @@ fi
 # Deployment files: hadolint on the Dockerfile, Kubernetes schema validation of the
 # manifests, and `payguard check` on the shipped configs (installs its Python tools).
 cargo build --quiet --bin payguard
-PAYGUARD="$PWD/target/debug/payguard" bash deploy/check.sh
+PAYGUARD="${CARGO_TARGET_DIR:-$PWD/target}/debug/payguard" bash deploy/check.sh
 
 # The fuzz targets, built and run briefly each (installs cargo-fuzz when missing).
 bash fuzz/smoke.sh
