@@ -11,7 +11,7 @@ use super::guard::{Admission, Guard, replay};
 use super::handle::Idempotency;
 use super::identity::RequestIdentity;
 use super::keys::KeyChoice;
-use super::store::{Claim, ClaimRequest};
+use super::store::{Claim, ClaimRequest, StoreError};
 use super::{KeyedRoute, after};
 use crate::error::ProxyError;
 use crate::metrics::IdempotencyMetrics;
@@ -80,35 +80,15 @@ impl Idempotency {
         let mut waited = false;
         loop {
             let record = fingerprint::record_key(&scope, choice.key.as_bytes());
-            let now = self.now_ms();
-            let claim = ClaimRequest {
-                key: &record,
-                fingerprint: &print,
-                owner,
-                lease_until: after(
-                    now,
-                    deadline.saturating_duration_since(tokio::time::Instant::now()) + LEASE_MARGIN,
-                ),
-                now,
-            };
             // Register for the wake-up before looking, so a finish between the look and the
             // wait is not missed.
             let notify = self.waiter(&record);
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let claim = match self.op(m, "claim", self.0.store.claim(claim)).await {
+            let claim = match self.try_claim(m, record, print, owner, deadline).await {
                 Ok(claim) => claim,
-                Err(e) => {
-                    // The claim may have been written all the same (a timeout after the store
-                    // ran it): release it, or it would hold the key until its lease ends.
-                    let (idem, record) = (self.clone(), record);
-                    tokio::spawn(async move {
-                        let _ = idem.0.store.release(&record, owner).await;
-                    });
-                    self.forget(&record);
-                    return self.degrade(spec.policy, e, choice.shown);
-                }
+                Err(e) => return self.degrade(spec.policy, e, choice.shown),
             };
             let coalesced = |result| {
                 if waited {
@@ -119,16 +99,8 @@ impl Idempotency {
                 Claim::Claimed => {
                     coalesced("took_over");
                     choice.count_join(m, route);
-                    let guard = Guard {
-                        owner: self.clone(),
-                        record,
-                        claim: owner,
-                        finished: false,
-                        profile,
-                        ttl: self.0.settings.ttl.unwrap_or(spec.key_window),
-                    };
                     return Admission::Forward {
-                        guard: Some(guard),
+                        guard: Some(self.guard(record, owner, spec)),
                         injected: choice.shown,
                     };
                 }
@@ -185,6 +157,50 @@ impl Idempotency {
                     let _ = tokio::time::timeout(nap, notified).await;
                 }
             }
+        }
+    }
+
+    /// One look at the store: claims `record` for `owner` until the deadline (and a margin),
+    /// or reads who holds it. On a failure the claim may have been written all the same (a
+    /// timeout after the store ran it): it is released, or it would hold the key until its
+    /// lease ends.
+    async fn try_claim(
+        &self,
+        m: &IdempotencyMetrics,
+        record: Digest,
+        print: Digest,
+        owner: u128,
+        deadline: tokio::time::Instant,
+    ) -> Result<Claim, StoreError> {
+        let now = self.now_ms();
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let claim = ClaimRequest {
+            key: &record,
+            fingerprint: &print,
+            owner,
+            lease_until: after(now, left + LEASE_MARGIN),
+            now,
+        };
+        let claimed = self.op(m, "claim", self.0.store.claim(claim)).await;
+        if claimed.is_err() {
+            let idem = self.clone();
+            tokio::spawn(async move {
+                let _ = idem.0.store.release(&record, owner).await;
+            });
+            self.forget(&record);
+        }
+        claimed
+    }
+
+    /// The guard of a key this request claimed, kept as long as the route's provider keeps it.
+    fn guard(&self, record: Digest, owner: u128, spec: KeyedRoute<'_>) -> Guard {
+        Guard {
+            owner: self.clone(),
+            record,
+            claim: owner,
+            finished: false,
+            profile: spec.profile,
+            ttl: self.0.settings.ttl.unwrap_or(spec.key_window),
         }
     }
 }

@@ -6,9 +6,9 @@
 use bytes::Bytes;
 use http_body_util::Full;
 
-use super::{Forwarded, ProxyState};
+use super::{Forwarded, ProxyBody, ProxyState};
 use crate::error::ProxyError;
-use crate::idempotency::{Admission, RequestIdentity, fingerprint};
+use crate::idempotency::{Admission, Guard, RequestIdentity, fingerprint};
 use crate::inbound::is_idempotent;
 use crate::journal::{self, Ticket, Verdict};
 use crate::metrics::Origin;
@@ -82,48 +82,23 @@ impl ProxyState {
         // What a keyed request is (tenant, method, target, body), computed once: the
         // idempotency layer and the journal both key on it.
         let identity = RequestIdentity::of(route.keyed(), &parts, &body);
-        let m = &self.metrics.idempotency;
-        let admission = self
-            .idempotency
+        let admitted = self
             .admit(
-                route.keyed(),
-                m,
-                &mut parts.headers,
+                &mut parts,
+                &body,
+                route,
                 identity.as_ref(),
                 deadline,
+                journaled,
             )
             .await;
-        let (guard, injected) = match admission {
-            Admission::Forward { guard, injected } => (guard, injected),
-            Admission::Refuse(e) => return (Forwarded::refused(e), Verdict::NothingSent),
-            Admission::Replay { response, injected } => {
-                let verdict = Verdict::Definitive(response.status().as_u16());
-                let forwarded = Forwarded {
-                    result: Ok(response),
-                    attempts: 0,
-                    injected,
-                    origin: Origin::Payguard,
-                };
-                return (forwarded, verdict);
-            }
+        let admitted = match admitted {
+            Ok(admitted) => admitted,
+            Err(answered) => return answered,
         };
-        // Written when the first attempt is about to leave, not before: a request abandoned
-        // while it queues must leave nothing for the resolver to send.
-        let ticket = identity
-            .as_ref()
-            .filter(|_| journaled)
-            .and_then(|identity| {
-                let resends = |windowed| self.resolver.resends(&route.name, windowed);
-                journal::prepare(&self.journal, resends, route, &parts, &body, identity)
-            });
 
         crate::crash_point!(crate::crashpoints::AFTER_CLAIM);
-        let keyed = route.profile.has_key(&parts.headers);
-        let facts = RequestFacts {
-            replay_safe: is_idempotent(&parts.method) || keyed,
-            keyed,
-            profile: route.profile,
-        };
+        let facts = facts(route, &parts);
         let observer = self.metrics.for_route(&route.name);
         let finished = retry::send_with_retries(
             &route.retry,
@@ -136,12 +111,77 @@ impl ProxyState {
                 // Each attempt is built afresh from the buffered parts: same method, target,
                 // headers (idempotency key included) and body bytes every time.
                 let attempt = Self::rebuild(&parts, &uri, Full::new(body.clone()));
-                self.gated_attempt(route, attempt, timeout, deadline, ticket.as_ref())
+                let ticket = admitted.ticket.as_ref();
+                self.gated_attempt(route, attempt, timeout, deadline, ticket)
             },
         )
         .await;
         crate::crash_point!(crate::crashpoints::AFTER_RESPONSE);
-        let verdict = Verdict::of(&finished.outcome, facts);
+        self.conclude(route, &parts, &identity, finished, admitted, deadline)
+            .await
+    }
+
+    /// Step 4: the idempotency layer's decision, and the journal ticket of a request that is
+    /// to be sent. `Err` is the answer when nothing is to be sent (a replay, a refusal).
+    async fn admit(
+        &self,
+        parts: &mut http::request::Parts,
+        body: &Bytes,
+        route: &RouteSpec,
+        identity: Option<&RequestIdentity>,
+        deadline: tokio::time::Instant,
+        journaled: bool,
+    ) -> Result<Admitted, (Forwarded, Verdict)> {
+        let m = &self.metrics.idempotency;
+        let admission = self
+            .idempotency
+            .admit(route.keyed(), m, &mut parts.headers, identity, deadline)
+            .await;
+        let (guard, injected) = match admission {
+            Admission::Forward { guard, injected } => (guard, injected),
+            Admission::Refuse(e) => return Err((Forwarded::refused(e), Verdict::NothingSent)),
+            Admission::Replay { response, injected } => {
+                let verdict = Verdict::Definitive(response.status().as_u16());
+                let forwarded = Forwarded {
+                    result: Ok(response),
+                    attempts: 0,
+                    injected,
+                    origin: Origin::Payguard,
+                };
+                return Err((forwarded, verdict));
+            }
+        };
+        // Written when the first attempt is about to leave, not before: a request abandoned
+        // while it queues must leave nothing for the resolver to send.
+        let ticket = identity.filter(|_| journaled).and_then(|identity| {
+            let resends = |windowed| self.resolver.resends(&route.name, windowed);
+            journal::prepare(&self.journal, resends, route, parts, body, identity)
+        });
+        Ok(Admitted {
+            guard,
+            injected,
+            ticket,
+        })
+    }
+
+    /// Steps 5 and 6 after the attempts: the answer the app gets and the journal's verdict,
+    /// read from the final outcome, the stored record and any earlier doubt about the key.
+    async fn conclude(
+        &self,
+        route: &RouteSpec,
+        parts: &http::request::Parts,
+        identity: &Option<RequestIdentity>,
+        finished: retry::Finished<ProxyBody>,
+        admitted: Admitted,
+        deadline: tokio::time::Instant,
+    ) -> (Forwarded, Verdict) {
+        let Admitted {
+            guard,
+            injected,
+            ticket,
+        } = admitted;
+        let m = &self.metrics.idempotency;
+        let verdict = Verdict::of(&finished.outcome, facts(route, parts));
         let result = match (finished.outcome, guard) {
             (Ok(response), Some(guard)) => guard.finish(m, response, deadline).await,
             (Ok(response), None) => Ok(response),
@@ -152,7 +192,7 @@ impl ProxyState {
         let result = match verdict {
             Verdict::NothingSent => {
                 let own = ticket.as_ref().is_some_and(Ticket::sent);
-                self.earlier_doubt(route, &parts, &identity, own, result)
+                self.earlier_doubt(route, parts, identity, own, result)
                     .await
             }
             _ => result,
@@ -182,5 +222,23 @@ impl ProxyState {
             },
         };
         (forwarded, verdict)
+    }
+}
+
+/// A request the idempotency layer let through: its claim (if keyed), the key payguard chose
+/// for it (if any), and its journal ticket (if journaled).
+struct Admitted {
+    guard: Option<Guard>,
+    injected: Option<http::HeaderValue>,
+    ticket: Option<Ticket>,
+}
+
+/// What the retry rules need to know of a request: whether a re-send is safe.
+fn facts<'a>(route: &'a RouteSpec, parts: &http::request::Parts) -> RequestFacts<'a> {
+    let keyed = route.profile.has_key(&parts.headers);
+    RequestFacts {
+        replay_safe: is_idempotent(&parts.method) || keyed,
+        keyed,
+        profile: route.profile,
     }
 }
