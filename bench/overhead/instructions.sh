@@ -123,7 +123,8 @@ EOF
 
 # Sends n requests of the case's kind; prints bench-load's JSON.
 load() {
-  local case="$1" n="$2" args=(--url "http://127.0.0.1:$PORT$REQUEST_PATH" --requests "$n"
+  local case="$1" n="$2"
+  local args=(--url "http://127.0.0.1:$PORT$REQUEST_PATH" --requests "$n"
     --connections "$CONNS")
   if [[ "$case" == payguard_post_* ]]; then
     args=(--url "http://127.0.0.1:$PORT/v1/payment_intents" --requests "$n"
