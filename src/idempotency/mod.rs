@@ -32,6 +32,7 @@ mod layer;
 pub mod memory;
 pub mod redis;
 pub mod store;
+pub mod writer;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
