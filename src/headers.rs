@@ -84,14 +84,13 @@ mod tests {
 
     #[test]
     fn each_hop_by_hop_header_alone_is_removed() {
-        for name in HOP_BY_HOP
-            .iter()
-            .map(HeaderName::as_str)
-            .chain(["proxy-connection"])
-        {
+        let names = HOP_BY_HOP
+            .into_iter()
+            .chain([HeaderName::from_static("proxy-connection")]);
+        for name in names {
             let mut h = HeaderMap::new();
             h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
-            h.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
+            h.insert(name.clone(), HeaderValue::from_static("1"));
             strip_hop_by_hop(&mut h);
             assert_eq!(h.len(), 1, "{name} stayed");
             assert!(h.contains_key(header::AUTHORIZATION));
