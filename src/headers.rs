@@ -20,6 +20,13 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including any that `Connection` lists by name.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Runs twice per request (the app's request, the provider's answer), and most messages
+    // carry none of these: one pass over their few names, comparing, is far cheaper than a
+    // hashed removal per hop-by-hop name (the profile put those at 4% of a GET). A listed
+    // name only counts when `Connection` is present, which is itself hop-by-hop.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -31,6 +38,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove("proxy-connection");
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == "proxy-connection"
 }
 
 /// Prepares the app's headers for the upstream. `Host` is dropped so the client sets the
@@ -69,5 +80,20 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["authorization", "stripe-account"]);
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_removed() {
+        let names = HOP_BY_HOP
+            .into_iter()
+            .chain([HeaderName::from_static("proxy-connection")]);
+        for name in names {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+            h.insert(name.clone(), HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 1, "{name} stayed");
+            assert!(h.contains_key(header::AUTHORIZATION));
+        }
     }
 }

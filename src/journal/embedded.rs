@@ -13,23 +13,24 @@
 //!   from open to pending comes back open and counts as pending once its lease ends. They
 //!   commit without fsync and reach the disk with the next durable commit.
 //!
+//! Its writes go through the file's one writer ([`crate::idempotency::writer`]), so a journal
+//! write and the records' writes queued beside it share one transaction and one fsync.
+//!
 //! The file holds payloads (API keys and bodies, sealed when a key is configured), so it is
 //! made readable by its owner only.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::store::{Change, JournalError, JournalFuture, JournalStore, Write};
 use super::{Entry, Id};
+use crate::idempotency::writer::{StoreFile, WriteFailed};
 
 const JOURNAL: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("journal");
 
 pub struct EmbeddedJournal {
-    db: Arc<Database>,
+    file: StoreFile,
     max_entries: usize,
 }
 
@@ -37,18 +38,25 @@ fn backend(e: impl std::fmt::Display) -> JournalError {
     JournalError::Backend(e.to_string())
 }
 
+impl From<WriteFailed> for JournalError {
+    fn from(e: WriteFailed) -> JournalError {
+        JournalError::Backend(e.0)
+    }
+}
+
 fn decode(bytes: &[u8]) -> Result<Entry, JournalError> {
     postcard::from_bytes(bytes).map_err(|e| backend(format!("decoding an entry: {e}")))
 }
 
 impl EmbeddedJournal {
-    /// Uses the database already open at `path` (the idempotency store's).
-    pub fn new(db: Arc<Database>, path: &Path, max_entries: usize) -> Result<Self, JournalError> {
+    /// Uses the file already open at `path` (the idempotency store's), and its writer.
+    pub fn new(file: StoreFile, path: &Path, max_entries: usize) -> Result<Self, JournalError> {
         restrict(path)?;
-        let txn = db.begin_write().map_err(backend)?;
+        // At start-up, outside the writer: redb makes this wait for any batch in progress.
+        let txn = file.db().begin_write().map_err(backend)?;
         txn.open_table(JOURNAL).map_err(backend)?;
         txn.commit().map_err(backend)?;
-        Ok(EmbeddedJournal { db, max_entries })
+        Ok(EmbeddedJournal { file, max_entries })
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T, JournalError>
@@ -56,7 +64,7 @@ impl EmbeddedJournal {
         T: Send + 'static,
         F: FnOnce(&Database) -> Result<T, JournalError> + Send + 'static,
     {
-        let db = self.db.clone();
+        let db = self.file.db().clone();
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .map_err(|e| backend(format!("journal task failed: {e}")))?
@@ -73,13 +81,8 @@ fn restrict(path: &Path) -> Result<(), JournalError> {
 impl JournalStore for EmbeddedJournal {
     fn update(&self, id: Id, durable: bool, change: Change) -> JournalFuture<'_, Option<Entry>> {
         let max = self.max_entries;
-        Box::pin(self.blocking(move |db| {
-            let mut txn = db.begin_write().map_err(backend)?;
-            let durability = match durable {
-                true => Durability::Immediate,
-                false => Durability::None,
-            };
-            txn.set_durability(durability).map_err(backend)?;
+        // The change's one insert or remove is its last step: a failure has written nothing.
+        Box::pin(self.file.write(durable, move |txn| {
             let after = {
                 let mut table = txn.open_table(JOURNAL).map_err(backend)?;
                 let existing = table
@@ -105,7 +108,6 @@ impl JournalStore for EmbeddedJournal {
                     }
                 }
             };
-            txn.commit().map_err(backend)?;
             Ok(after)
         }))
     }

@@ -1,0 +1,202 @@
+//! Group commit for the embedded store's redb file: one writer thread, and every write of
+//! the file (idempotency records and the resolver's journal alike) goes through it.
+//!
+//! redb allows one write transaction at a time, and a durable commit costs an fsync. With one
+//! transaction per write, 32 keyed requests at once queue behind each other's fsyncs: each
+//! keyed POST makes up to three durable writes (journal entry, completion, journal settle),
+//! so the last in the queue waits for dozens. Here the writer takes one queued write, drains
+//! whatever else is queued by then, runs them all in one transaction and commits once: one
+//! fsync answers the whole batch. Only then is any of them answered, so nobody hears "done"
+//! before their write is on disk.
+//!
+//! A batch is durable (`Durability::Immediate`) when any of its writes needs to be; the
+//! writes that need not be (claims, releases, see [`super::embedded`]) then ride along in the
+//! durable commit, and a batch of only those commits without fsync, as they did alone.
+//!
+//! The contract for a write: it either succeeds, or fails having written nothing. The writes
+//! here read, decide and make their one insert or remove last, so a failure (a full table, a
+//! record that cannot be decoded) comes before anything is written. A failed commit fails
+//! every write of the batch.
+//!
+//! Reads do not come here: redb's read transactions run beside the writer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use redb::{Database, Durability, WriteTransaction};
+use tokio::sync::oneshot;
+
+/// The most writes one transaction takes: bounds how long the first of a batch waits for
+/// the others to run (each is one key's read and write, microseconds).
+const MAX_BATCH: usize = 256;
+
+/// Why a write failed in the writer rather than in its own work: the transaction could not
+/// begin or commit, or the writer is gone.
+#[derive(Debug, Clone)]
+pub struct WriteFailed(pub String);
+
+/// The open redb file and its one writer. Clones share both; the thread stops, and the file
+/// closes, when the last clone is dropped (a restart in the same process reopens it).
+#[derive(Clone)]
+pub struct StoreFile(Arc<Shared>);
+
+struct Shared {
+    db: Arc<Database>,
+    queue: Option<mpsc::Sender<Box<dyn Pending>>>,
+    thread: Option<JoinHandle<()>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread once it has answered what was queued; joining it
+        // means its handle on the database is gone when this returns.
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl StoreFile {
+    /// Starts the writer thread of `db`.
+    pub fn new(db: Database) -> std::io::Result<StoreFile> {
+        let db = Arc::new(db);
+        let commits = Arc::new(AtomicU64::new(0));
+        let (queue, jobs) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("payguard-redb-writer".into())
+            .spawn({
+                let (db, commits) = (db.clone(), commits.clone());
+                move || run(&db, &jobs, &commits)
+            })?;
+        Ok(StoreFile(Arc::new(Shared {
+            db,
+            queue: Some(queue),
+            thread: Some(thread),
+            commits,
+        })))
+    }
+
+    /// The database, for read transactions.
+    pub fn db(&self) -> &Arc<Database> {
+        &self.0.db
+    }
+
+    /// Transactions committed so far (for tests of the batching).
+    pub fn commits(&self) -> u64 {
+        self.0.commits.load(Ordering::Relaxed)
+    }
+
+    /// Queues `work` for the writer and returns its result once the transaction it ran in is
+    /// committed (with an fsync when `durable`). Queued when called, not when first polled, so
+    /// the order of calls is the order of writes.
+    pub fn write<T, E, F>(
+        &self,
+        durable: bool,
+        work: F,
+    ) -> impl Future<Output = Result<T, E>> + Send + 'static
+    where
+        T: Send + 'static,
+        E: From<WriteFailed> + Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Job {
+            durable,
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        let queued = match &self.0.queue {
+            Some(queue) => queue.send(job).is_ok(),
+            None => false,
+        };
+        async move {
+            if !queued {
+                return Err(WriteFailed("the store's writer has stopped".into()).into());
+            }
+            answer.await.unwrap_or_else(|_| {
+                Err(WriteFailed("the store's writer stopped before answering".into()).into())
+            })
+        }
+    }
+}
+
+/// A queued write, its type erased so one queue carries every kind.
+trait Pending: Send {
+    fn durable(&self) -> bool;
+    fn run(&mut self, txn: &WriteTransaction);
+    /// Answers the caller: its own result if the batch committed, else the commit's failure.
+    fn answer(self: Box<Self>, committed: Result<(), &WriteFailed>);
+}
+
+struct Job<T, E, F> {
+    durable: bool,
+    work: Option<F>,
+    result: Option<Result<T, E>>,
+    reply: oneshot::Sender<Result<T, E>>,
+}
+
+impl<T, E, F> Pending for Job<T, E, F>
+where
+    T: Send,
+    E: From<WriteFailed> + Send,
+    F: FnOnce(&WriteTransaction) -> Result<T, E> + Send,
+{
+    fn durable(&self) -> bool {
+        self.durable
+    }
+
+    fn run(&mut self, txn: &WriteTransaction) {
+        if let Some(work) = self.work.take() {
+            self.result = Some(work(txn));
+        }
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), &WriteFailed>) {
+        let result = match (committed, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(WriteFailed("the write did not run".into()).into()),
+            (Err(e), _) => Err(e.clone().into()),
+        };
+        // The caller may have given up waiting (its timeout): nothing to tell.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The writer thread: one batch per loop, until every [`StoreFile`] is dropped.
+fn run(db: &Database, jobs: &mpsc::Receiver<Box<dyn Pending>>, commits: &AtomicU64) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
+        let committed = commit(db, &mut batch);
+        if committed.is_ok() {
+            commits.fetch_add(1, Ordering::Relaxed);
+        }
+        for job in batch {
+            job.answer(committed.as_ref().map(|_| ()));
+        }
+    }
+}
+
+/// Runs the batch in one transaction and commits it.
+fn commit(db: &Database, batch: &mut [Box<dyn Pending>]) -> Result<(), WriteFailed> {
+    let failed = |e: &dyn std::fmt::Display| WriteFailed(e.to_string());
+    let mut txn = db.begin_write().map_err(|e| failed(&e))?;
+    let durability = match batch.iter().any(|job| job.durable()) {
+        true => Durability::Immediate,
+        false => Durability::None,
+    };
+    txn.set_durability(durability).map_err(|e| failed(&e))?;
+    for job in batch.iter_mut() {
+        job.run(&txn);
+    }
+    txn.commit().map_err(|e| failed(&e))
+}
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
