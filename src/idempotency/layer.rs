@@ -11,7 +11,7 @@ use super::guard::{Admission, Guard, replay};
 use super::handle::Idempotency;
 use super::identity::RequestIdentity;
 use super::keys::KeyChoice;
-use super::store::{Claim, ClaimRequest, StoreError};
+use super::store::{Claim, ClaimRequest, StoreError, StoredResponse};
 use super::{KeyedRoute, after};
 use crate::error::ProxyError;
 use crate::metrics::IdempotencyMetrics;
@@ -73,7 +73,7 @@ impl Idempotency {
         mut choice: KeyChoice,
         deadline: tokio::time::Instant,
     ) -> Admission {
-        let (route, profile) = (spec.name, spec.profile);
+        let route = spec.name;
         let owner = rand::rng().random::<u128>();
         let wait_until =
             (tokio::time::Instant::now() + self.0.settings.coalesce_wait).min(deadline);
@@ -122,27 +122,9 @@ impl Idempotency {
                         Err(admission) => return admission,
                     };
                 }
-                // The provider answers a repeated key with the resource's latest state, not a
-                // copy: ask it, under the same key, so nothing executes twice. A duplicate that
-                // waited for the first request takes that request's answer below instead: it
-                // is the latest state, and asking again would only spend the rate limit.
-                Claim::Completed { .. } if !profile.replays && !waited => {
-                    self.forget(&record);
-                    choice.count_join(m, route);
-                    return Admission::Forward {
-                        guard: None,
-                        injected: choice.shown,
-                    };
-                }
                 Claim::Completed { response, .. } => {
-                    coalesced("replayed");
-                    choice.count_join(m, route);
-                    m.replays.with_label_values(&[route]).inc();
                     self.forget(&record);
-                    return Admission::Replay {
-                        response: replay(response, profile),
-                        injected: choice.shown,
-                    };
+                    return self.from_record(spec, m, choice, response, waited);
                 }
                 Claim::InFlight { .. } if tokio::time::Instant::now() >= wait_until => {
                     coalesced("timed_out");
@@ -157,6 +139,38 @@ impl Idempotency {
                     let _ = tokio::time::timeout(nap, notified).await;
                 }
             }
+        }
+    }
+
+    /// The answer to a duplicate of a completed request: its stored response replayed, or,
+    /// where the provider answers a repeated key with the resource's latest state rather than
+    /// a copy, the request forwarded under the same key so nothing executes twice. A duplicate
+    /// that waited for the first request takes that request's answer instead: it is the
+    /// latest state, and asking again would only spend the rate limit.
+    fn from_record(
+        &self,
+        spec: KeyedRoute<'_>,
+        m: &IdempotencyMetrics,
+        choice: KeyChoice,
+        response: StoredResponse,
+        waited: bool,
+    ) -> Admission {
+        choice.count_join(m, spec.name);
+        if !spec.profile.replays && !waited {
+            return Admission::Forward {
+                guard: None,
+                injected: choice.shown,
+            };
+        }
+        if waited {
+            m.coalesced
+                .with_label_values(&[spec.name, "replayed"])
+                .inc();
+        }
+        m.replays.with_label_values(&[spec.name]).inc();
+        Admission::Replay {
+            response: replay(response, spec.profile),
+            injected: choice.shown,
         }
     }
 

@@ -32,10 +32,11 @@ use tokio::task::JoinSet;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
+mod admin_listener;
 mod overflow;
 
+use crate::admin::Readiness;
 use crate::admin::access::Access;
-use crate::admin::{self, Readiness};
 use crate::background::Background;
 use crate::config::Config;
 use crate::error::ProxyError;
@@ -116,12 +117,11 @@ impl Server {
         // Started before "serving" is logged: a SIGHUP must never find no handler.
         let mut background = Background::start(&self.state, self.prune_interval, self.watch);
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel();
-        let admin_task = tokio::spawn(serve_admin(
+        let admin = (self.state.clone(), self.ready.clone(), self.access.clone());
+        let admin_task = tokio::spawn(admin_listener::serve(
             self.admin,
             self.header_read_timeout,
-            self.state.clone(),
-            self.ready.clone(),
-            self.access.clone(),
+            admin,
             admin_stopped,
         ));
         // Every connection task is kept, so `run` returns only once all of them are gone and
@@ -158,25 +158,12 @@ impl Server {
                 overflow.spawn(overflow::refuse(stream, self.state.load_full()));
                 continue;
             }
-            // Told of every request, so the connection's first can be awaited with a timeout.
-            let requests = Arc::new(Notify::new());
-            let service = ServiceBuilder::new()
-                .layer(CatchPanicLayer::custom(panic_response))
-                .service_fn({
-                    let (state, requests) = (self.state.clone(), requests.clone());
-                    move |request| {
-                        requests.notify_one();
-                        // The request keeps the state it started with, through any reload.
-                        let state = state.load_full();
-                        async move { Ok::<_, Infallible>(state.handle(request, local).await) }
-                    }
-                });
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                .into_owned();
-            connections.spawn(serve_connection(
-                graceful.watch(connection),
-                requests,
+            connections.spawn(proxy_connection(
+                &self.state,
+                stream,
+                local,
+                &builder,
+                &graceful,
                 self.header_read_timeout,
             ));
         }
@@ -217,6 +204,35 @@ fn connection_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecu
     builder
 }
 
+/// One proxy connection, ready to spawn: each request is handled with the state current when
+/// it arrives (and keeps it through any reload), a panic becomes payguard's own 500, and the
+/// connection closes if no request starts within `first_within`.
+fn proxy_connection(
+    state: &LiveState,
+    stream: TcpStream,
+    local: SocketAddr,
+    builder: &auto::Builder<TokioExecutor>,
+    graceful: &GracefulShutdown,
+    first_within: Duration,
+) -> impl Future<Output = ()> + Send + 'static {
+    // Told of every request, so the connection's first can be awaited with a timeout.
+    let requests = Arc::new(Notify::new());
+    let service = ServiceBuilder::new()
+        .layer(CatchPanicLayer::custom(panic_response))
+        .service_fn({
+            let (state, requests) = (state.clone(), requests.clone());
+            move |request| {
+                requests.notify_one();
+                let state = state.load_full();
+                async move { Ok::<_, Infallible>(state.handle(request, local).await) }
+            }
+        });
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+        .into_owned();
+    serve_connection(graceful.watch(connection), requests, first_within)
+}
+
 /// Drives one client connection, closing it if no request starts within `first_within`.
 async fn serve_connection<E: std::fmt::Display>(
     connection: impl Future<Output = Result<(), E>>,
@@ -253,47 +269,4 @@ fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response<ProxyBody> 
     // The route, and so its provider's error shape, is lost with the panic: Stripe's, the
     // default profile's, is the best guess.
     ProxyError::Internal.into_response(&crate::profile::STRIPE)
-}
-
-/// The admin listener, usually reachable from the whole pod network: it gets the same
-/// slow-client protection as the proxy listener.
-async fn serve_admin(
-    listener: TcpListener,
-    header_read_timeout: Duration,
-    state: LiveState,
-    ready: Readiness,
-    access: Arc<Access>,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let builder = connection_builder(header_read_timeout);
-    let mut connections = JoinSet::new();
-    tokio::pin!(stop);
-    loop {
-        let stream = tokio::select! {
-            _ = &mut stop => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let (state, ready, access) = (state.clone(), ready.clone(), access.clone());
-        let requests = Arc::new(Notify::new());
-        let service = hyper::service::service_fn({
-            let requests = requests.clone();
-            move |request| {
-                requests.notify_one();
-                admin::serve(request, state.clone(), ready.clone(), access.clone())
-            }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        connections.spawn(serve_connection(connection, requests, header_read_timeout));
-    }
-    connections.shutdown().await;
 }
