@@ -11,21 +11,23 @@
 pub mod idempotency;
 pub mod limits;
 pub mod postgres;
+mod register;
 pub mod resolver;
 pub mod retry;
 
 use std::time::Duration;
 
 use http::StatusCode;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, HistogramVec, IntCounterVec, IntGauge, Registry, TextEncoder};
 
 pub use idempotency::IdempotencyMetrics;
 pub use limits::LimitMetrics;
 pub use postgres::PostgresMetrics;
 pub use resolver::ResolverMetrics;
 pub use retry::{RetryMetrics, RouteObserver};
+
+use register::build_info;
+pub(crate) use register::{counter, gauge, histogram};
 
 /// Who produced the response the app received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,45 +51,6 @@ impl Origin {
 pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
-
-/// Registers a counter family.
-pub(crate) fn counter(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntCounterVec, prometheus::Error> {
-    let family = IntCounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(family.clone()))?;
-    Ok(family)
-}
-
-/// Registers a histogram family with the given buckets.
-pub(crate) fn histogram(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    buckets: &[f64],
-) -> Result<HistogramVec, prometheus::Error> {
-    let family = HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-        labels,
-    )?;
-    registry.register(Box::new(family.clone()))?;
-    Ok(family)
-}
-
-/// Registers a gauge.
-pub(crate) fn gauge(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-) -> Result<IntGauge, prometheus::Error> {
-    let gauge = IntGauge::new(name, help)?;
-    registry.register(Box::new(gauge.clone()))?;
-    Ok(gauge)
-}
 
 pub struct Metrics {
     registry: Registry,
@@ -134,12 +97,7 @@ impl Metrics {
             "payguard_requests_in_flight",
             "Requests being handled now.",
         )?;
-        let build = IntGauge::with_opts(
-            Opts::new("payguard_build_info", "Always 1; the version is a label.")
-                .const_label("version", env!("CARGO_PKG_VERSION")),
-        )?;
-        build.set(1);
-        registry.register(Box::new(build))?;
+        build_info(&registry)?;
         let retry = RetryMetrics::new(&registry)?;
         let idempotency = IdempotencyMetrics::new(&registry)?;
         let resolver = ResolverMetrics::new(&registry)?;

@@ -42,41 +42,7 @@ impl ProxyState {
             }
             _ => None,
         };
-        let max_entries = config.resolver.max_entries;
-        // The journal sits beside the store: in its redb file, in Redis or PostgreSQL (shared
-        // by every replica, so an entry outlives its pod), or in memory.
-        let (store, journal): (Arc<dyn Store>, Arc<dyn JournalStore>) = match (&spec.store, &redis)
-        {
-            (StoreKind::Memory, _) => (
-                Arc::new(MemoryStore::new(spec.max_records)),
-                Arc::new(journal::memory::MemoryJournal::new(max_entries)),
-            ),
-            (StoreKind::Embedded(path), _) => {
-                let store = EmbeddedStore::open(path, spec.max_records)?;
-                let journal =
-                    journal::embedded::EmbeddedJournal::new(store.database(), path, max_entries)?;
-                (Arc::new(store), Arc::new(journal))
-            }
-            (StoreKind::Redis, Some(pool)) => (
-                Arc::new(RedisStore::new(pool.clone(), spec.max_records)),
-                Arc::new(journal::redis::RedisJournal::new(pool.clone(), max_entries)),
-            ),
-            (StoreKind::Redis, None) => {
-                anyhow::bail!("idempotency.store = \"redis\" needs [redis]")
-            }
-            (StoreKind::Postgres, _) => {
-                let Some(pool) = &postgres else {
-                    anyhow::bail!("idempotency.store = \"postgres\" needs [postgres]")
-                };
-                (
-                    Arc::new(PostgresStore::new(pool.clone(), spec.max_records)),
-                    Arc::new(journal::postgres::PostgresJournal::new(
-                        pool.clone(),
-                        max_entries,
-                    )),
-                )
-            }
-        };
+        let (store, journal) = stores(config, redis.as_ref(), postgres.as_ref())?;
         let sealer = journal::seal::Sealer::new(config.resolver.encryption_key.as_ref());
         Ok(ProxyState {
             gates: Arc::new(gates(config, &metrics, redis.as_ref())),
@@ -269,4 +235,47 @@ fn gates(config: &Config, metrics: &Metrics, redis: Option<&Arc<RedisPool>>) -> 
         &metrics.limits,
         redis,
     )
+}
+
+/// Where the records and the journal live: the journal sits beside the store, in its redb
+/// file, in Redis or PostgreSQL (shared by every replica, so an entry outlives its pod), or
+/// in memory.
+fn stores(
+    config: &Config,
+    redis: Option<&Arc<RedisPool>>,
+    postgres: Option<&Arc<PgPool>>,
+) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn JournalStore>)> {
+    let spec = &config.idempotency;
+    let max_entries = config.resolver.max_entries;
+    Ok(match (&spec.store, redis) {
+        (StoreKind::Memory, _) => (
+            Arc::new(MemoryStore::new(spec.max_records)),
+            Arc::new(journal::memory::MemoryJournal::new(max_entries)),
+        ),
+        (StoreKind::Embedded(path), _) => {
+            let store = EmbeddedStore::open(path, spec.max_records)?;
+            let journal =
+                journal::embedded::EmbeddedJournal::new(store.database(), path, max_entries)?;
+            (Arc::new(store), Arc::new(journal))
+        }
+        (StoreKind::Redis, Some(pool)) => (
+            Arc::new(RedisStore::new(pool.clone(), spec.max_records)),
+            Arc::new(journal::redis::RedisJournal::new(pool.clone(), max_entries)),
+        ),
+        (StoreKind::Redis, None) => {
+            anyhow::bail!("idempotency.store = \"redis\" needs [redis]")
+        }
+        (StoreKind::Postgres, _) => {
+            let Some(pool) = postgres else {
+                anyhow::bail!("idempotency.store = \"postgres\" needs [postgres]")
+            };
+            (
+                Arc::new(PostgresStore::new(pool.clone(), spec.max_records)),
+                Arc::new(journal::postgres::PostgresJournal::new(
+                    pool.clone(),
+                    max_entries,
+                )),
+            )
+        }
+    })
 }
