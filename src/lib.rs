@@ -3,21 +3,29 @@
 //! The app points its Stripe base URL at payguard's proxy listener; payguard forwards each
 //! request to the configured upstream over TLS. The pieces, in the order a request meets them:
 //!
-//! - [`server`] accepts connections and drains them on shutdown;
-//! - [`proxy`] is the request path, read top to bottom: route, refuse, buffer, forward, record;
+//! - [`server`] accepts connections (up to the bound on load) and drains them on shutdown;
+//! - [`proxy`] is the request path, read top to bottom: route, refuse, buffer, admit, attempt,
+//!   settle; every error becomes a response in one place, through `error`;
 //! - [`route`] names the request from the config's method + path patterns;
-//! - [`headers`] decides which headers cross the hop;
-//! - [`upstream`] is the pooled rustls client, one per configured upstream;
+//! - [`idempotency`] keys it, coalesces duplicates and replays completed keys;
+//! - [`retry`] runs the attempts, each through the breakers and limiters (`gate`,
+//!   [`ratelimit`], [`breaker`]) and the pooled rustls client (`upstream`);
+//! - [`journal`] remembers keyed POSTs whose outcome may be in doubt, and [`resolver`], above
+//!   the proxy, settles them through its one re-send entry point;
 //! - [`profile`] names how each provider spells idempotency, retry hints and errors;
-//! - [`error`] holds the one error enum and its one mapping to Stripe-shaped responses;
-//! - [`metrics`] and [`admin`] expose what happened on a separate admin listener, and
+//! - `metrics` and `admin` expose what happened on a separate admin listener, and
 //!   [`stats`] turns the metrics into the human retry report.
 //!
-//! [`resolver`] journals keyed POSTs and settles those left without a definitive answer.
-//! [`shared`] holds the Redis connection that several replicas share state through.
+//! [`config`] parses and validates the TOML file into the specs each module defines beside its
+//! code. [`shared`] holds the Redis connection several replicas share state through. The
+//! provider double is the `payguard-double` crate, used by the tests, benchmarks and [`demo`].
 //!
-//! [`config`] loads and validates the TOML file everything above is built from. [`double`] is a
-//! faithful test double of the provider, used by the tests, the benchmarks and [`demo`].
+//! # What is public
+//!
+//! Modules are `pub(crate)` unless the binary (`main.rs`, `cli/`), the integration tests, the
+//! benchmarks or the fuzz targets use them: those see the crate from outside. What they use is
+//! the stores and journals (conformance suites run against real Redis and PostgreSQL), the
+//! config types, the server, and the retry and limiter policies the property tests drive.
 //!
 //! # Layers
 //!

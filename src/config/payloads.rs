@@ -2,7 +2,7 @@
 //!
 //! The resolver keeps a request's payload (its headers, the API key in `Authorization`
 //! included, and its body) only for an entry it may re-send, and drops it when the entry
-//! finishes ([`crate::resolver::intake`]). Whether a route may re-send is decided from the
+//! finishes ([`crate::journal::open`]). Whether a route may re-send is decided from the
 //! config by [`ResolverSpec::resends`], the function the request path uses too:
 //!
 //! - a route's `[route.resolver] enabled`, when set, decides alone: `true` re-sends (and keeps
@@ -26,7 +26,7 @@
 //! is serving anyway, where a key held by the same process would protect nothing: it needs no
 //! key.
 //!
-//! Such a config must set `resolver.encryption_key_file` (AES-256-GCM, [`crate::resolver::seal`])
+//! Such a config must set `resolver.encryption_key_file` (AES-256-GCM, [`crate::journal::seal`])
 //! or accept clear payloads with `resolver.allow_plaintext_journal = true`; otherwise it is
 //! invalid, and the problem names `resolver.encryption_key_file`.
 

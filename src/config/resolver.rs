@@ -85,7 +85,7 @@ fn default_max_entries() -> usize {
 pub struct ResolverSpec {
     /// Whether routes may re-send; with it off payguard only records and reports. A route
     /// re-sends by default only the requests its duplicate window covers across keys
-    /// ([`crate::resolver::intake`]).
+    /// ([`crate::journal::open`]).
     pub enabled: bool,
     /// How often the resolver looks for due entries.
     pub interval: Duration,
@@ -111,7 +111,7 @@ impl ResolverSpec {
     }
 
     /// Whether `route` re-sends its unresolved requests, for a request that a duplicate window
-    /// across keys covers (`windowed`) or not: the one rule of [`crate::resolver::intake`],
+    /// across keys covers (`windowed`) or not: the one rule of [`crate::journal::open`],
     /// which keeps a payload exactly when it holds, and of [`super::payloads`].
     pub fn resends(&self, route: &str, windowed: bool) -> bool {
         self.route_override(route)

@@ -1,5 +1,5 @@
 //! `[resolver.webhook]`: the optional signed notification of finished unresolved requests
-//! (see [`crate::resolver::webhook`]).
+//! (see [`crate::journal::webhook`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! durable commit, a prune batch), which is what an operator tuning the database needs.
 //!
 //! The label is one of a small fixed set of operation names ([`crate::idempotency::postgres`]
-//! and [`crate::resolver::postgres`] name them), never a key or a statement's text.
+//! and [`crate::journal::postgres`] name them), never a key or a statement's text.
 
 use prometheus::{HistogramVec, Registry};
 

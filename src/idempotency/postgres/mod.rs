@@ -1,7 +1,7 @@
 //! The PostgreSQL store: the records and keyless bindings in a table shared by every replica,
 //! durable across a restart or a failover of the database, which is what a shop that already
 //! runs managed PostgreSQL (with a standby) trusts with money. The journal sits in the same
-//! database ([`crate::resolver::postgres`]).
+//! database ([`crate::journal::postgres`]).
 //!
 //! **Driver.** tokio-postgres with deadpool-postgres: the maintained async driver of the
 //! tokio ecosystem payguard is built on, with prepared statements cached per connection (one
