@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod replica_scenarios;
 pub mod replicas;
 pub mod resolver;
 pub mod sdk;
