@@ -23,14 +23,19 @@ pub struct RedisUrl(pub String);
 
 impl std::fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = match self.0.split_once('@') {
-            Some((scheme_user, host)) => {
-                let scheme = scheme_user.split("://").next().unwrap_or("redis");
-                format!("{scheme}://***@{host}")
-            }
-            None => self.0.clone(),
-        };
-        f.write_str(&shown)
+        f.write_str(&redacted(&self.0))
+    }
+}
+
+/// A URL with whatever precedes its `@` (user and password) shown as `***`: how every
+/// store URL appears in a logged config.
+pub fn redacted(url: &str) -> String {
+    match url.split_once('@') {
+        Some((scheme_user, host)) => {
+            let scheme = scheme_user.split("://").next().unwrap_or_default();
+            format!("{scheme}://***@{host}")
+        }
+        None => url.to_owned(),
     }
 }
 

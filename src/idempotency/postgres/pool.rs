@@ -22,14 +22,7 @@ pub struct PostgresUrl(pub String);
 
 impl std::fmt::Debug for PostgresUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = match self.0.split_once('@') {
-            Some((scheme_user, host)) => {
-                let scheme = scheme_user.split("://").next().unwrap_or("postgres");
-                format!("{scheme}://***@{host}")
-            }
-            None => self.0.clone(),
-        };
-        f.write_str(&shown)
+        f.write_str(&crate::shared::redacted(&self.0))
     }
 }
 
