@@ -10,11 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use payguard::idempotency::conformance;
-use payguard::idempotency::memory::MemoryStore;
 use payguard::idempotency::postgres::{PRUNE_BATCH, PgFailure, PgPool, PostgresStore};
-use payguard::idempotency::store::{BindRequest, ClaimRequest, Store, StoreError, StoredResponse};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use payguard::idempotency::store::{BindRequest, Store, StoreError};
 use support::postgres::{TestDb, spec};
 
 #[tokio::test]
@@ -30,85 +27,13 @@ async fn postgres_store_conforms() {
     .await;
 }
 
-fn response(n: u32) -> StoredResponse {
-    StoredResponse {
-        status: 200,
-        headers: vec![("content-type".into(), b"application/json".to_vec())],
-        body: format!("{{\"n\":{n}}}").into_bytes(),
-    }
-}
-
 /// The same random operations on both stores give the same answers: the SQL applies the
 /// rules of store.rs, which the memory store applies directly.
 #[tokio::test]
 async fn statements_decide_as_the_shared_rules_do() {
     let db = TestDb::create();
     let postgres = PostgresStore::new(db.pool("diff"), 6);
-    let memory = MemoryStore::new(6);
-    let mut rng = StdRng::seed_from_u64(18);
-    let keys: Vec<[u8; 32]> = (0..8u8).map(|i| [i; 32]).collect();
-    let prints = [[1u8; 32], [2u8; 32]];
-    let mut now = 1_000u64;
-    for step in 0..1500u32 {
-        // Coarse steps, so times often fall exactly on a lease's or record's end.
-        now += 10 * rng.random_range(0..4);
-        let key = &keys[rng.random_range(0..keys.len())];
-        let owner = rng.random_range(1..4u128);
-        let until = now + 10 * rng.random_range(1..12);
-        let (op, a, b) = match rng.random_range(0..6) {
-            0 | 1 => {
-                let req = ClaimRequest {
-                    key,
-                    fingerprint: &prints[rng.random_range(0..2)],
-                    owner,
-                    lease_until: until,
-                    now,
-                };
-                let (a, b) = (memory.claim(req).await, postgres.claim(req).await);
-                ("claim", format!("{a:?}"), format!("{b:?}"))
-            }
-            2 => {
-                let r = response(step);
-                let a = memory.complete(key, owner, r.clone(), until).await;
-                let b = postgres.complete(key, owner, r, until).await;
-                ("complete", format!("{a:?}"), format!("{b:?}"))
-            }
-            3 => {
-                let a = memory.release(key, owner).await;
-                let b = postgres.release(key, owner).await;
-                ("release", format!("{a:?}"), format!("{b:?}"))
-            }
-            4 => {
-                let candidate = format!("k{step}");
-                let replaced = format!("k{}", step.saturating_sub(4));
-                let req = BindRequest {
-                    key,
-                    candidate: &candidate,
-                    expires_at: until,
-                    now,
-                    replace: (step % 2 == 0).then_some(replaced.as_str()),
-                };
-                let (a, b) = (memory.bind(req).await, postgres.bind(req).await);
-                ("bind", format!("{a:?}"), format!("{b:?}"))
-            }
-            _ => {
-                let (a, b) = (memory.prune(now).await, postgres.prune(now).await);
-                ("prune", format!("{a:?}"), format!("{b:?}"))
-            }
-        };
-        assert_eq!(a, b, "step {step}: {op}: memory and PostgreSQL disagree");
-        assert_eq!(
-            memory.count().await.unwrap(),
-            postgres.count().await.unwrap(),
-            "step {step}: record counts differ"
-        );
-    }
-    // The kept counts are the table's rows.
-    let rows: usize = db
-        .psql("SELECT count(*) FROM diff.records")
-        .parse()
-        .unwrap();
-    assert_eq!(rows, postgres.count().await.unwrap());
+    support::differential::against_memory(&postgres, 18, "PostgreSQL").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod chaos;
+pub mod differential;
 pub mod faultproxy;
 pub mod postgres;
 pub mod process;
