@@ -7,16 +7,12 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use payguard::config::Config;
-use payguard::journal::Opening;
+use payguard::journal::Journal;
 use payguard::journal::postgres::PostgresJournal;
 use payguard::journal::seal::Sealer;
-use payguard::journal::{Entry, Journal, Payload, State, Ticket, Verdict};
 use payguard::proxy::ProxyState;
-use payguard::resolver::task;
-use payguard::route::DEFAULT_ROUTE;
 use payguard_double::{self as double, DoubleConfig, EffectKind, Fault};
 use support::postgres::{TestDb, start_replicas};
 use support::resolver::{FAST, RESENDS, payment, wait_for};
@@ -91,47 +87,5 @@ async fn a_resolver_leaves_alone_an_entry_another_replicas_resolver_holds() {
         Arc::new(PostgresJournal::new(db.pool("payguard"), 100)),
         Sealer::new(None),
     );
-    let id = [7; 32];
-    let headers = [
-        ("authorization", "Bearer sk_test_held"),
-        ("content-type", "application/x-www-form-urlencoded"),
-        ("idempotency-key", "held-key"),
-    ];
-    let opening = Opening {
-        entry: Entry::new(
-            DEFAULT_ROUTE.into(),
-            "POST".into(),
-            "/v1/payment_intents".into(),
-            "held-key".into(),
-            [1; 32],
-            true,
-        ),
-        payload: Some(Payload {
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-                .collect(),
-            body: b"amount=900&currency=usd".to_vec(),
-        }),
-        lease: Duration::from_secs(30),
-    };
-    let ticket = Ticket::new(a.clone(), id, opening);
-    ticket.before_send().await;
-    ticket.settle(Verdict::Unknown("lost".into()), 1, 0).await;
-
-    // A's resolver holds it (mid-re-send): B's round skips it.
-    assert!(a.lease(id, Duration::from_secs(30)).await.unwrap());
-    task::round(&b).await;
-    assert_eq!(provider.requests_seen(), 0, "B sent nothing");
-    let entry = b.journal().get(id).await.unwrap().unwrap();
-    assert_eq!((entry.state.label(), entry.rounds), ("pending", 0));
-
-    // Given back: B's next round re-sends it, once, and it is resolved.
-    a.release(id).await.unwrap();
-    task::round(&b).await;
-    assert_eq!(provider.requests_seen(), 1);
-    assert_eq!(provider.ledger().count(EffectKind::PaymentIntentCreated), 1);
-    let entry = a.get(id).await.unwrap().unwrap();
-    assert_eq!(entry.state, State::Resolved { status: 200 });
-    assert_eq!(entry.rounds, 1);
+    support::resolver::a_held_entry_is_left_alone(&provider, &b, a).await;
 }

@@ -82,3 +82,60 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
+
+/// Replica B's resolver (`b`) leaves alone a pending entry whose lease replica A's journal
+/// (`a`, on the same shared backend) holds, and re-sends it, once, when A gives it back.
+pub async fn a_held_entry_is_left_alone(
+    provider: &payguard_double::DoubleHandle,
+    b: &payguard::proxy::ProxyState,
+    a: payguard::journal::Journal,
+) {
+    use payguard::journal::{Entry, Opening, Payload, State, Ticket, Verdict};
+    use payguard::resolver::task;
+    use payguard::route::DEFAULT_ROUTE;
+    use payguard_double::EffectKind;
+
+    let id = [7; 32];
+    let headers = [
+        ("authorization", "Bearer sk_test_held"),
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("idempotency-key", "held-key"),
+    ];
+    let opening = Opening {
+        entry: Entry::new(
+            DEFAULT_ROUTE.into(),
+            "POST".into(),
+            "/v1/payment_intents".into(),
+            "held-key".into(),
+            [1; 32],
+            true,
+        ),
+        payload: Some(Payload {
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            body: b"amount=900&currency=usd".to_vec(),
+        }),
+        lease: Duration::from_secs(30),
+    };
+    let ticket = Ticket::new(a.clone(), id, opening);
+    ticket.before_send().await;
+    ticket.settle(Verdict::Unknown("lost".into()), 1, 0).await;
+
+    // A's resolver holds it (mid-re-send): B's round skips it.
+    assert!(a.lease(id, Duration::from_secs(30)).await.unwrap());
+    task::round(b).await;
+    assert_eq!(provider.requests_seen(), 0, "B sent nothing");
+    let entry = b.journal().get(id).await.unwrap().unwrap();
+    assert_eq!((entry.state.label(), entry.rounds), ("pending", 0));
+
+    // Given back: B's next round re-sends it, once, and it is resolved.
+    a.release(id).await.unwrap();
+    task::round(b).await;
+    assert_eq!(provider.requests_seen(), 1);
+    assert_eq!(provider.ledger().count(EffectKind::PaymentIntentCreated), 1);
+    let entry = a.get(id).await.unwrap().unwrap();
+    assert_eq!(entry.state, State::Resolved { status: 200 });
+    assert_eq!(entry.rounds, 1);
+}
