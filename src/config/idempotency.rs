@@ -132,35 +132,7 @@ pub(super) fn spec(
     shared: Shared,
     issue: &mut impl FnMut(String, String),
 ) -> IdempotencySpec {
-    let store = match raw.store.as_str() {
-        "memory" => StoreKind::Memory,
-        "embedded" => StoreKind::Embedded(base_dir.join(&raw.path)),
-        "redis" if shared.redis => StoreKind::Redis,
-        "redis" => {
-            issue(
-                "idempotency.store".into(),
-                "\"redis\" needs a [redis] table with the server's url".into(),
-            );
-            StoreKind::Memory
-        }
-        "postgres" if shared.postgres => StoreKind::Postgres,
-        "postgres" => {
-            issue(
-                "idempotency.store".into(),
-                "\"postgres\" needs a [postgres] table with the database's url".into(),
-            );
-            StoreKind::Memory
-        }
-        other => {
-            issue(
-                "idempotency.store".into(),
-                format!(
-                    "expected \"embedded\", \"memory\", \"redis\" or \"postgres\", got {other:?}"
-                ),
-            );
-            StoreKind::Memory
-        }
-    };
+    let store = store(raw, base_dir, shared, issue);
     let within = |key: &str,
                   d: Duration,
                   min: Duration,
@@ -215,6 +187,44 @@ pub(super) fn spec(
             coalesce_wait: raw.coalesce_wait,
             max_stored_body: raw.max_stored_body_bytes,
         },
+    }
+}
+
+/// Where the records live: `store` read against the tables the config has.
+fn store(
+    raw: &RawIdempotency,
+    base_dir: &Path,
+    shared: Shared,
+    issue: &mut impl FnMut(String, String),
+) -> StoreKind {
+    match raw.store.as_str() {
+        "memory" => StoreKind::Memory,
+        "embedded" => StoreKind::Embedded(base_dir.join(&raw.path)),
+        "redis" if shared.redis => StoreKind::Redis,
+        "redis" => {
+            issue(
+                "idempotency.store".into(),
+                "\"redis\" needs a [redis] table with the server's url".into(),
+            );
+            StoreKind::Memory
+        }
+        "postgres" if shared.postgres => StoreKind::Postgres,
+        "postgres" => {
+            issue(
+                "idempotency.store".into(),
+                "\"postgres\" needs a [postgres] table with the database's url".into(),
+            );
+            StoreKind::Memory
+        }
+        other => {
+            issue(
+                "idempotency.store".into(),
+                format!(
+                    "expected \"embedded\", \"memory\", \"redis\" or \"postgres\", got {other:?}"
+                ),
+            );
+            StoreKind::Memory
+        }
     }
 }
 

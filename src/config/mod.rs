@@ -17,6 +17,7 @@ mod postgres;
 mod redis;
 mod resolver;
 mod retry;
+mod routes;
 mod shipped;
 mod upstreams;
 mod validate;

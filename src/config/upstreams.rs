@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::duration;
 use super::limits::{self, RawBreaker, RawRateLimit};
-use crate::profile;
+use crate::profile::{self, Profile};
 use crate::shared::RedisSpec;
 use crate::upstream::{DEFAULT_UPSTREAM, UpstreamSpec};
 
@@ -170,22 +170,7 @@ fn one(
             &profile::STRIPE
         }),
     };
-    let key_window = raw.key_window.unwrap_or(profile.key_window);
-    if key_window < Duration::from_secs(1) || key_window > Duration::from_secs(90 * 24 * 3600) {
-        issue(
-            format!("{at}.key_window"),
-            "must be from 1s to 90 days".into(),
-        );
-    } else if key_window > profile.longest_key_window {
-        issue(
-            format!("{at}.key_window"),
-            format!(
-                "must not exceed how long {} keeps keys ({}): a re-send after that could execute the request again",
-                profile.name,
-                humantime::format_duration(profile.longest_key_window)
-            ),
-        );
-    }
+    let key_window = key_window(raw, profile, at, issue);
     // Top-level tables keep their historical names in messages.
     let (limit_at, breaker_at) = match name {
         DEFAULT_UPSTREAM => ("rate_limit".to_owned(), "breaker".to_owned()),
@@ -221,6 +206,33 @@ fn one(
         rate_limit,
         breaker,
     })
+}
+
+/// How long the upstream's provider keeps keys: the profile's unless set, and never longer
+/// than the provider is known to keep them.
+fn key_window(
+    raw: &RawUpstream,
+    profile: &Profile,
+    at: &str,
+    issue: &mut impl FnMut(String, String),
+) -> Duration {
+    let key_window = raw.key_window.unwrap_or(profile.key_window);
+    if key_window < Duration::from_secs(1) || key_window > Duration::from_secs(90 * 24 * 3600) {
+        issue(
+            format!("{at}.key_window"),
+            "must be from 1s to 90 days".into(),
+        );
+    } else if key_window > profile.longest_key_window {
+        issue(
+            format!("{at}.key_window"),
+            format!(
+                "must not exceed how long {} keeps keys ({}): a re-send after that could execute the request again",
+                profile.name,
+                humantime::format_duration(profile.longest_key_window)
+            ),
+        );
+    }
+    key_window
 }
 
 /// The upstream is an origin: scheme and authority, nothing else. payguard keeps the request's

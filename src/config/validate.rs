@@ -3,24 +3,21 @@
 //! Validation collects all problems instead of stopping at the first, so one run of
 //! `payguard check` shows everything that needs fixing.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use super::admin::{self, AdminSpec};
 use super::idempotency::{self as idem, IdempotencySpec};
-use super::limits;
 use super::postgres;
 use super::redis;
 use super::resolver::{self as resolver_config, ResolverSpec};
 use super::retry::{self, BudgetSpec};
-use super::upstreams;
 use super::{ConfigIssue, RawConfig, payloads};
+use super::{routes, upstreams};
 use crate::idempotency::RoutePolicy;
 use crate::idempotency::postgres::PostgresSpec;
 use crate::load::LoadSpec;
-use crate::profile::STRIPE;
 use crate::retry::RetryPolicy;
 use crate::route::{DEFAULT_ROUTE, RoutePattern, RouteSpec};
 use crate::shared::RedisSpec;
@@ -85,9 +82,6 @@ impl Config {
     }
 }
 
-/// The largest streamed upload a route may allow: 4 GiB.
-const MAX_UPLOAD: usize = 4 << 30;
-
 pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigIssue>> {
     let mut issues = Vec::new();
     let mut issue = |key: String, message: String| {
@@ -98,42 +92,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
         })
     };
 
-    if raw.server.max_request_body_bytes == 0 {
-        issue(
-            "server.max_request_body_bytes".into(),
-            "must be greater than 0".into(),
-        );
-    }
-    if raw.server.header_read_timeout < Duration::from_millis(10)
-        || raw.server.header_read_timeout > Duration::from_secs(600)
-    {
-        issue(
-            "server.header_read_timeout".into(),
-            "must be from 10ms to 10m".into(),
-        );
-    }
-    let load = super::load::load(&raw.server, &mut issue);
-    // Port 0 asks the OS for a free port, so two of them never collide.
-    if raw.listen.proxy == raw.listen.admin && raw.listen.proxy.port() != 0 {
-        issue(
-            "listen.admin".into(),
-            "must differ from listen.proxy".into(),
-        );
-    }
-    let log_format = match raw.log.format.as_str() {
-        "human" => LogFormat::Human,
-        "json" => LogFormat::Json,
-        other => {
-            issue(
-                "log.format".into(),
-                format!("expected \"human\" or \"json\", got {other:?}"),
-            );
-            LogFormat::Human
-        }
-    };
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
-        issue("log.level".into(), format!("not a valid filter: {e}"));
-    }
+    let (load, log_format) = server(&raw, &mut issue);
 
     let default_retry = retry::policy(&retry::builtin_policy(), &raw.retry, "retry", &mut issue);
     let retry_budget = retry::budget(&raw.retry_budget, &mut issue);
@@ -154,20 +113,7 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
     };
     let idempotency = idem::spec(&raw.idempotency, base_dir, shared, &mut issue);
     let mut resolver = resolver_config::spec(&raw.resolver, base_dir, &mut issue);
-    // The resolver's window applies to every upstream's requests: longer than the shortest
-    // key window, it would re-send after that provider forgot the key.
-    let shortest = upstreams.iter().flatten().map(|u| u.key_window).min();
-    if let (Some(window), Some(shortest)) = (resolver.key_window, shortest)
-        && window > shortest
-    {
-        issue(
-            "resolver.key_window".into(),
-            format!(
-                "must not exceed the shortest upstream key window ({})",
-                humantime::format_duration(shortest)
-            ),
-        );
-    }
+    check_resolver_window(&resolver, &upstreams, &mut issue);
     let default_idempotency = idem::route_policy(
         &idem::builtin_route_policy(),
         &raw.idempotency.route_defaults(),
@@ -175,98 +121,15 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
         &mut issue,
     );
 
-    let mut routes = Vec::with_capacity(raw.routes.len());
-    let mut names = HashSet::new();
-    for (i, r) in raw.routes.iter().enumerate() {
-        let valid_name = !r.name.is_empty()
-            && r.name.len() <= 64
-            && r.name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid_name {
-            issue(
-                format!("route[{i}].name"),
-                "must be 1-64 characters of a-z, 0-9 and _ (it becomes a metric label)".into(),
-            );
-        } else if r.name == DEFAULT_ROUTE || r.name == "upstream" {
-            issue(
-                format!("route[{i}].name"),
-                format!(
-                    "{:?} is reserved (unmatched requests, upstream-wide limits)",
-                    r.name
-                ),
-            );
-        } else if !names.insert(r.name.clone()) {
-            issue(
-                format!("route[{i}].name"),
-                format!("route name {:?} is used twice", r.name),
-            );
-        }
-        if r.retry.jitter_seed.is_some() {
-            issue(
-                format!("route[{i}].retry.jitter_seed"),
-                "may only be set in the top-level [retry]".into(),
-            );
-        }
-        let policy = retry::policy(
-            &default_retry,
-            &r.retry,
-            &format!("route[{i}].retry"),
-            &mut issue,
-        );
-        let idempotency = idem::route_policy(
-            &default_idempotency,
-            &r.idempotency,
-            &format!("route[{i}].idempotency"),
-            &mut issue,
-        );
-        let at = format!("route[{i}]");
-        resolver_config::route_override(&mut resolver, &r.name, &r.resolver);
-        let upstream = upstreams::index(r.upstream.as_deref(), &raw.upstreams, &at, &mut issue);
-        let (profile, key_window) = upstreams
-            .get(upstream)
-            .and_then(Option::as_ref)
-            .map_or((&STRIPE, STRIPE.key_window), |u| (u.profile, u.key_window));
-        let max_body = raw.server.max_request_body_bytes;
-        if r.max_upload_bytes
-            .is_some_and(|m| m <= max_body || m > MAX_UPLOAD)
-        {
-            issue(
-                format!("{at}.max_upload_bytes"),
-                format!(
-                    "must be above server.max_request_body_bytes ({max_body}) and at most {MAX_UPLOAD}"
-                ),
-            );
-        }
-        let route_limit = r.rate_limit.as_ref().and_then(|l| {
-            limits::limit(
-                l,
-                &format!("{at}.rate_limit"),
-                profile,
-                redis.as_ref(),
-                &mut issue,
-            )
-        });
-        let route_breaker = r
-            .breaker
-            .as_ref()
-            .and_then(|b| limits::breaker(b, &format!("{at}.breaker"), &mut issue));
-        match RoutePattern::parse(&r.pattern) {
-            Ok(pattern) => routes.push(RouteSpec {
-                name: r.name.clone(),
-                pattern,
-                retry: policy,
-                idempotency,
-                rate_limit: route_limit,
-                breaker: route_breaker,
-                upstream,
-                profile,
-                key_window,
-                max_upload: r.max_upload_bytes,
-            }),
-            Err(e) => issue(format!("route[{i}].match"), e),
-        }
-    }
+    let defaults = routes::Defaults {
+        retry: &default_retry,
+        idempotency: &default_idempotency,
+        upstreams: &upstreams,
+        named: &raw.upstreams,
+        max_body: raw.server.max_request_body_bytes,
+        redis: redis.as_ref(),
+    };
+    let routes = routes::routes(&raw.routes, &defaults, &mut resolver, &mut issue);
 
     let rule = payloads::Rule::new(&raw.resolver, &resolver, &idempotency.store);
     rule.check(&routes, upstreams.first(), &default_idempotency, &mut issue);
@@ -297,5 +160,67 @@ pub(super) fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<Co
             postgres,
         }),
         _ => Err(issues),
+    }
+}
+
+/// `[listen]`, `[server]` and `[log]`: the process's own settings.
+fn server(raw: &RawConfig, issue: &mut impl FnMut(String, String)) -> (LoadSpec, LogFormat) {
+    if raw.server.max_request_body_bytes == 0 {
+        issue(
+            "server.max_request_body_bytes".into(),
+            "must be greater than 0".into(),
+        );
+    }
+    if raw.server.header_read_timeout < Duration::from_millis(10)
+        || raw.server.header_read_timeout > Duration::from_secs(600)
+    {
+        issue(
+            "server.header_read_timeout".into(),
+            "must be from 10ms to 10m".into(),
+        );
+    }
+    let load = super::load::load(&raw.server, issue);
+    // Port 0 asks the OS for a free port, so two of them never collide.
+    if raw.listen.proxy == raw.listen.admin && raw.listen.proxy.port() != 0 {
+        issue(
+            "listen.admin".into(),
+            "must differ from listen.proxy".into(),
+        );
+    }
+    let log_format = match raw.log.format.as_str() {
+        "human" => LogFormat::Human,
+        "json" => LogFormat::Json,
+        other => {
+            issue(
+                "log.format".into(),
+                format!("expected \"human\" or \"json\", got {other:?}"),
+            );
+            LogFormat::Human
+        }
+    };
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
+        issue("log.level".into(), format!("not a valid filter: {e}"));
+    }
+    (load, log_format)
+}
+
+/// The resolver's window applies to every upstream's requests: longer than the shortest key
+/// window, it would re-send after that provider forgot the key.
+fn check_resolver_window(
+    resolver: &ResolverSpec,
+    upstreams: &[Option<UpstreamSpec>],
+    issue: &mut impl FnMut(String, String),
+) {
+    let shortest = upstreams.iter().flatten().map(|u| u.key_window).min();
+    if let (Some(window), Some(shortest)) = (resolver.key_window, shortest)
+        && window > shortest
+    {
+        issue(
+            "resolver.key_window".into(),
+            format!(
+                "must not exceed the shortest upstream key window ({})",
+                humantime::format_duration(shortest)
+            ),
+        );
     }
 }
