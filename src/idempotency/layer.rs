@@ -124,7 +124,7 @@ impl Idempotency {
                 }
                 Claim::Completed { response, .. } => {
                     self.forget(&record);
-                    return self.from_record(spec, m, choice, response, waited);
+                    return self.answer_from_record(spec, m, choice, response, waited);
                 }
                 Claim::InFlight { .. } if tokio::time::Instant::now() >= wait_until => {
                     coalesced("timed_out");
@@ -147,7 +147,7 @@ impl Idempotency {
     /// a copy, the request forwarded under the same key so nothing executes twice. A duplicate
     /// that waited for the first request takes that request's answer instead: it is the
     /// latest state, and asking again would only spend the rate limit.
-    fn from_record(
+    fn answer_from_record(
         &self,
         spec: KeyedRoute<'_>,
         m: &IdempotencyMetrics,
