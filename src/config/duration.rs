@@ -63,3 +63,19 @@ mod tests {
         assert!(err.contains("with a unit"), "{err}");
     }
 }
+
+/// Reports each of a table's timeouts outside 1ms to its maximum, as `table.key`.
+pub(super) fn check_timeouts(
+    table: &str,
+    timeouts: &[(&str, Duration, Duration)],
+    issue: &mut impl FnMut(String, String),
+) {
+    for &(key, d, max) in timeouts {
+        if d < Duration::from_millis(1) || d > max {
+            issue(
+                format!("{table}.{key}"),
+                format!("must be from 1ms to {max:?}"),
+            );
+        }
+    }
+}

@@ -66,7 +66,7 @@ pub(super) fn spec(raw: &RawPostgres, issue: &mut impl FnMut(String, String)) ->
             "must be 1-63 characters of a-z, 0-9 and _, starting with a letter or _".into(),
         );
     }
-    for (key, d, max) in [
+    let timeouts = [
         (
             "connect_timeout",
             raw.connect_timeout,
@@ -77,14 +77,8 @@ pub(super) fn spec(raw: &RawPostgres, issue: &mut impl FnMut(String, String)) ->
             raw.statement_timeout,
             Duration::from_secs(30),
         ),
-    ] {
-        if d < Duration::from_millis(1) || d > max {
-            issue(
-                format!("postgres.{key}"),
-                format!("must be from 1ms to {max:?}"),
-            );
-        }
-    }
+    ];
+    duration::check_timeouts("postgres", &timeouts, issue);
     if raw.pool_size == 0 || raw.pool_size > 256 {
         issue("postgres.pool_size".into(), "must be from 1 to 256".into());
     }

@@ -64,7 +64,7 @@ pub(super) fn spec(raw: &RawRedis, issue: &mut impl FnMut(String, String)) -> Re
             "must be 1-64 printable ASCII characters without spaces".into(),
         );
     }
-    for (key, d, max) in [
+    let timeouts = [
         (
             "connect_timeout",
             raw.connect_timeout,
@@ -75,14 +75,8 @@ pub(super) fn spec(raw: &RawRedis, issue: &mut impl FnMut(String, String)) -> Re
             raw.command_timeout,
             Duration::from_secs(10),
         ),
-    ] {
-        if d < Duration::from_millis(1) || d > max {
-            issue(
-                format!("redis.{key}"),
-                format!("must be from 1ms to {max:?}"),
-            );
-        }
-    }
+    ];
+    duration::check_timeouts("redis", &timeouts, issue);
     if raw.pool_size == 0 || raw.pool_size > 64 {
         issue("redis.pool_size".into(), "must be from 1 to 64".into());
     }
