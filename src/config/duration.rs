@@ -46,6 +46,22 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     })
 }
 
+/// Reports each of a table's timeouts outside 1ms to its maximum, as `table.key`.
+pub(super) fn check_timeouts(
+    table: &str,
+    timeouts: &[(&str, Duration, Duration)],
+    issue: &mut impl FnMut(String, String),
+) {
+    for &(key, d, max) in timeouts {
+        if d < Duration::from_millis(1) || d > max {
+            issue(
+                format!("{table}.{key}"),
+                format!("must be from 1ms to {max:?}"),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,21 +77,5 @@ mod tests {
     fn a_missing_unit_is_an_error() {
         let err = parse("30").unwrap_err();
         assert!(err.contains("with a unit"), "{err}");
-    }
-}
-
-/// Reports each of a table's timeouts outside 1ms to its maximum, as `table.key`.
-pub(super) fn check_timeouts(
-    table: &str,
-    timeouts: &[(&str, Duration, Duration)],
-    issue: &mut impl FnMut(String, String),
-) {
-    for &(key, d, max) in timeouts {
-        if d < Duration::from_millis(1) || d > max {
-            issue(
-                format!("{table}.{key}"),
-                format!("must be from 1ms to {max:?}"),
-            );
-        }
     }
 }
