@@ -128,6 +128,7 @@ impl ProxyState {
             (Ok(_), Err(e)) => Forwarded::refused(e),
         };
         drop(held);
+        self.metrics.limits.buffered(self.load.buffered());
         let (attempts, origin) = (forwarded.attempts, forwarded.origin);
         let mut response = forwarded.result.unwrap_or_else(|err| {
             tracing::warn!(route = route.name, %method, path, attempts, error = %err, "payguard answered with an error");
