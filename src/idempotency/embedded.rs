@@ -30,7 +30,7 @@ use super::fingerprint::Digest;
 use super::store::{
     BindRequest, Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse,
 };
-use super::store::{decide_bind, decide_claim, decide_complete, owns};
+use super::store::{decide_complete, owns};
 use super::writer::{StoreFile, WriteFailed};
 
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
@@ -140,21 +140,13 @@ impl EmbeddedStore {
 
 impl Store for EmbeddedStore {
     fn claim<'a>(&'a self, req: ClaimRequest<'a>) -> StoreFuture<'a, Claim> {
-        let (key, max) = (*req.key, self.max_records);
-        let (fingerprint, owner, lease_until, now) =
-            (*req.fingerprint, req.owner, req.lease_until, req.now);
+        let (key, max, rule) = (*req.key, self.max_records, req.rule());
         let file = self.file.clone();
         Box::pin(async move {
             // Fast path without a write: a live record just answers.
+            let look = rule.clone();
             let looked = self.blocking(move |db| {
-                let req = ClaimRequest {
-                    key: &key,
-                    fingerprint: &fingerprint,
-                    owner,
-                    lease_until,
-                    now,
-                };
-                Ok(match decide_claim(Self::read(db, &key)?, &req) {
+                Ok(match look(Self::read(db, &key)?) {
                     (answer, None) => Some(answer),
                     _ => None,
                 })
@@ -163,17 +155,8 @@ impl Store for EmbeddedStore {
                 return Ok(answer);
             }
             // Not fsync'd: a lost claim is harmless (see above).
-            file.write(false, move |txn| {
-                let req = ClaimRequest {
-                    key: &key,
-                    fingerprint: &fingerprint,
-                    owner,
-                    lease_until,
-                    now,
-                };
-                Self::update(txn, &key, max, |existing| decide_claim(existing, &req))
-            })
-            .await
+            file.write(false, move |txn| Self::update(txn, &key, max, rule))
+                .await
         })
     }
 
@@ -217,21 +200,11 @@ impl Store for EmbeddedStore {
     }
 
     fn bind<'a>(&'a self, req: BindRequest<'a>) -> StoreFuture<'a, String> {
-        let (key, max) = (*req.key, self.max_records);
-        let (candidate, replace) = (req.candidate.to_owned(), req.replace.map(str::to_owned));
-        let (expires_at, now) = (req.expires_at, req.now);
-        Box::pin(self.file.write(true, move |txn| {
-            Self::update(txn, &key, max, |existing| {
-                let req = BindRequest {
-                    key: &key,
-                    candidate: &candidate,
-                    expires_at,
-                    now,
-                    replace: replace.as_deref(),
-                };
-                decide_bind(existing, &req)
-            })
-        }))
+        let (key, max, rule) = (*req.key, self.max_records, req.rule());
+        Box::pin(
+            self.file
+                .write(true, move |txn| Self::update(txn, &key, max, rule)),
+        )
     }
 
     fn prune(&self, now: u64) -> StoreFuture<'_, usize> {

@@ -116,6 +116,48 @@ pub struct BindRequest<'a> {
     pub replace: Option<&'a str>,
 }
 
+impl ClaimRequest<'_> {
+    /// [`decide_claim`] for this request as an owned rule, for a backend that decides after
+    /// the borrow has ended: on another thread, or again when its transaction is retried.
+    pub fn rule(
+        &self,
+    ) -> impl Fn(Option<Record>) -> (Claim, Option<Record>) + Clone + Send + 'static {
+        let (key, fingerprint) = (*self.key, *self.fingerprint);
+        let (owner, lease_until, now) = (self.owner, self.lease_until, self.now);
+        move |existing| {
+            let req = ClaimRequest {
+                key: &key,
+                fingerprint: &fingerprint,
+                owner,
+                lease_until,
+                now,
+            };
+            decide_claim(existing, &req)
+        }
+    }
+}
+
+impl BindRequest<'_> {
+    /// [`decide_bind`] for this request as an owned rule (see [`ClaimRequest::rule`]).
+    pub fn rule(
+        &self,
+    ) -> impl Fn(Option<Record>) -> (String, Option<Record>) + Clone + Send + 'static {
+        let key = *self.key;
+        let (candidate, replace) = (self.candidate.to_owned(), self.replace.map(str::to_owned));
+        let (expires_at, now) = (self.expires_at, self.now);
+        move |existing| {
+            let req = BindRequest {
+                key: &key,
+                candidate: &candidate,
+                expires_at,
+                now,
+                replace: replace.as_deref(),
+            };
+            decide_bind(existing, &req)
+        }
+    }
+}
+
 /// The operations every backend provides. Each is atomic for its key.
 pub trait Store: Send + Sync {
     /// Claims `key` unless a live record holds it.

@@ -42,7 +42,6 @@ use super::fingerprint::Digest;
 use super::store::{
     BindRequest, Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse,
 };
-use super::store::{decide_bind, decide_claim};
 pub use pool::{PgFailure, PgPool, PostgresSpec, PostgresUrl};
 use rows::{millis, owner_bytes, record, shard};
 use sql::Sql;
@@ -156,18 +155,7 @@ impl PostgresStore {
 
 impl Store for PostgresStore {
     fn claim<'a>(&'a self, req: ClaimRequest<'a>) -> StoreFuture<'a, Claim> {
-        let (key, fingerprint) = (*req.key, *req.fingerprint);
-        let (owner, lease_until, now) = (req.owner, req.lease_until, req.now);
-        let rule = move |existing: Option<Record>| {
-            let req = ClaimRequest {
-                key: &key,
-                fingerprint: &fingerprint,
-                owner,
-                lease_until,
-                now,
-            };
-            decide_claim(existing, &req)
-        };
+        let (key, rule) = (*req.key, req.rule());
         Box::pin(async move {
             // A live record just answers, without a transaction: duplicates stay cheap.
             if let (answer, None) = rule(self.read(key).await?) {
@@ -227,19 +215,7 @@ impl Store for PostgresStore {
     }
 
     fn bind<'a>(&'a self, req: BindRequest<'a>) -> StoreFuture<'a, String> {
-        let key = *req.key;
-        let (candidate, replace) = (req.candidate.to_owned(), req.replace.map(str::to_owned));
-        let (expires_at, now) = (req.expires_at, req.now);
-        let rule = move |existing: Option<Record>| {
-            let req = BindRequest {
-                key: &key,
-                candidate: &candidate,
-                expires_at,
-                now,
-                replace: replace.as_deref(),
-            };
-            decide_bind(existing, &req)
-        };
+        let (key, rule) = (*req.key, req.rule());
         // Durable: the binding must be on disk before the first attempt leaves.
         Box::pin(self.decide("bind", key, true, rule))
     }
