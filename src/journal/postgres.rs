@@ -27,10 +27,8 @@ use rand::Rng;
 
 use super::store::{Change, JournalError, JournalFuture, JournalStore, Write};
 use super::{Entry, Id};
+use crate::idempotency::postgres::pool::{self, TRIES, shard};
 use crate::idempotency::postgres::{PgFailure, PgPool};
-
-/// Times an update starts over after losing an insert race for its entry.
-const TRIES: usize = 8;
 
 pub struct PostgresJournal {
     pool: Arc<PgPool>,
@@ -102,10 +100,6 @@ fn encode(entry: &Entry) -> Result<Vec<u8>, PgFailure> {
     postcard::to_stdvec(entry).map_err(|e| PgFailure::Db(format!("encoding an entry: {e}")))
 }
 
-fn shard(id: &Id) -> i16 {
-    i16::from(id[0] % 16)
-}
-
 impl PostgresJournal {
     pub fn new(pool: Arc<PgPool>, max_entries: usize) -> PostgresJournal {
         PostgresJournal {
@@ -150,11 +144,7 @@ impl PostgresJournal {
             .pool
             .run("journal_update", move |mut c| async move {
                 for _ in 0..TRIES {
-                    let txn = c.transaction().await?;
-                    if !durable {
-                        txn.batch_execute("SET LOCAL synchronous_commit = off")
-                            .await?;
-                    }
+                    let txn = pool::begin(&mut c, durable).await?;
                     let lock = txn.prepare_cached(&sql.lock).await?;
                     let existing = match txn.query_opt(&lock, &[&id.as_slice()]).await? {
                         Some(row) => Some(decode(row.try_get(0)?)?),
@@ -178,8 +168,7 @@ impl PostgresJournal {
                                 if txn.execute(&insert, &[&id.as_slice(), &bytes]).await? == 0 {
                                     continue; // written meanwhile: start over on that row
                                 }
-                                let room = txn.prepare_cached(&sql.room).await?;
-                                if txn.execute(&room, &[&shard(&id), &max]).await? == 0 {
+                                if !pool::take_room(&txn, &sql.room, &id, max).await? {
                                     return Ok(None); // full; rolled back on drop
                                 }
                             }

@@ -43,13 +43,12 @@ use super::store::{
     BindRequest, Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse,
 };
 pub use pool::{PgFailure, PgPool, PostgresSpec, PostgresUrl};
-use rows::{millis, owner_bytes, record, shard};
+use pool::{TRIES, shard};
+use rows::{millis, owner_bytes, record};
 use sql::Sql;
 
 /// Rows deleted per prune statement, so one never holds many locks or runs long.
 pub const PRUNE_BATCH: i64 = 500;
-/// Times a claim or binding starts over after losing an insert race for its key.
-const TRIES: usize = 8;
 
 pub struct PostgresStore {
     pool: Arc<PgPool>,
@@ -84,11 +83,7 @@ impl PostgresStore {
             .pool
             .run(operation, move |mut c| async move {
                 for _ in 0..TRIES {
-                    let txn = c.transaction().await?;
-                    if !durable {
-                        txn.batch_execute("SET LOCAL synchronous_commit = off")
-                            .await?;
-                    }
+                    let txn = pool::begin(&mut c, durable).await?;
                     let lock = txn.prepare_cached(&sql.lock).await?;
                     let existing = match txn.query_opt(&lock, &[&key.as_slice()]).await? {
                         Some(row) => Some(record(&row)?),
@@ -117,8 +112,7 @@ impl PostgresStore {
                             continue;
                         }
                         // Last before the commit, so the count's row lock is held briefly.
-                        let room = txn.prepare_cached(&sql.room).await?;
-                        if txn.execute(&room, &[&shard(&key), &max]).await? == 0 {
+                        if !pool::take_room(&txn, &sql.room, &key, max).await? {
                             return Ok(None); // rolled back on drop
                         }
                     } else {

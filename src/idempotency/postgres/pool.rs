@@ -44,6 +44,40 @@ pub struct PostgresSpec {
     pub tls: bool,
 }
 
+/// How often a locked upsert starts over when another request inserted its row first.
+pub const TRIES: usize = 8;
+
+/// The count shard of a row's key: its first byte, mod 16 (as the prune computes it in SQL).
+pub fn shard(key: &[u8; 32]) -> i16 {
+    i16::from(key[0] % 16)
+}
+
+/// Opens a transaction. One that need not survive a crash (a claim, a journal write the
+/// caller marks so) commits without waiting for the WAL flush.
+pub async fn begin(
+    c: &mut Object,
+    durable: bool,
+) -> Result<deadpool_postgres::Transaction<'_>, PgFailure> {
+    let txn = c.transaction().await?;
+    if !durable {
+        txn.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
+    }
+    Ok(txn)
+}
+
+/// Takes a place for a new row of `key` in its count shard (`room` is the table's room
+/// statement); false when the bound is reached, and the caller rolls back.
+pub async fn take_room(
+    txn: &deadpool_postgres::Transaction<'_>,
+    room: &str,
+    key: &[u8; 32],
+    max: i64,
+) -> Result<bool, PgFailure> {
+    let room = txn.prepare_cached(room).await?;
+    Ok(txn.execute(&room, &[&shard(key), &max]).await? > 0)
+}
+
 /// Why a PostgreSQL operation failed, in words safe to log (never the URL or the password).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PgFailure {

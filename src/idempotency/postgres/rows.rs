@@ -31,11 +31,6 @@ pub fn owner_bytes(owner: u128) -> [u8; 16] {
     owner.to_be_bytes()
 }
 
-/// The count shard of a key: its first byte, mod 16 (as the prune computes it in SQL).
-pub fn shard(key: &Digest) -> i16 {
-    i16::from(key[0] % 16)
-}
-
 fn corrupt(what: &str) -> PgFailure {
     PgFailure::Db(format!("a record in PostgreSQL has {what}"))
 }
@@ -127,6 +122,7 @@ pub fn values(record: &Record) -> Result<Values, PgFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idempotency::postgres::pool::shard;
 
     #[test]
     fn shards_match_the_sql_and_times_saturate() {
