@@ -117,11 +117,6 @@ impl ResolverSpec {
         self.route_override(route)
             .unwrap_or(self.enabled && windowed)
     }
-
-    /// Whether re-sending is switched off for `route` (its entries are then only reported).
-    pub fn stopped_for(&self, route: &str) -> bool {
-        !self.route_override(route).unwrap_or(self.enabled)
-    }
 }
 
 pub(super) fn spec(
@@ -216,7 +211,7 @@ mod tests {
                     [route.resolver]\nenabled = false\n";
         let config = crate::config::Config::parse(text, "test", None).unwrap();
         let spec = &config.resolver;
-        assert!(spec.stopped_for("refunds") && !spec.stopped_for("default"));
+        assert!(!spec.resends("refunds", true) && spec.resends("default", true));
         assert_eq!(spec.route_override("refunds"), Some(false));
         assert_eq!(spec.route_override("default"), None);
         assert_eq!(spec.key_window, Some(Duration::from_secs(7200)));

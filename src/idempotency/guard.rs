@@ -63,9 +63,18 @@ pub struct Guard {
     pub(super) profile: &'static Profile,
     /// How long the stored response is replayed.
     pub(super) ttl: std::time::Duration,
+    /// Until when a duplicate window binds the request's identity to its key, when it does.
+    pub(super) bound_until: Option<u64>,
 }
 
 impl Guard {
+    /// Until when the store binds this request's identity to its key: the layer's own record
+    /// of its duplicate window, for the journal to trust instead of the route's settings
+    /// (a bind that failed or was skipped binds nothing).
+    pub fn bound_until(&self) -> Option<u64> {
+        self.bound_until
+    }
+
     /// Stores the response when it is final and small enough, then wakes duplicates. Returns
     /// the response to send (rebuilt from the buffered body when it was stored). The body is
     /// read within what is left of the request's `deadline`.

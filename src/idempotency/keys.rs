@@ -37,6 +37,9 @@ pub(super) struct KeyChoice {
     pub(super) shown: Option<HeaderValue>,
     /// Set when `key` is an earlier identical request's, taken from the window's binding.
     earlier: Option<Binding>,
+    /// Until when the store binds this request's identity to `key` (at the latest: a binding
+    /// an earlier request made ends sooner); `None` when nothing was bound.
+    pub(super) bound_until: Option<u64>,
 }
 
 /// A window binding this request's identity to an earlier request's key.
@@ -55,6 +58,7 @@ impl KeyChoice {
             key,
             shown,
             earlier: None,
+            bound_until: None,
         }
     }
 
@@ -201,6 +205,7 @@ impl Idempotency {
         Ok(KeyChoice {
             key,
             shown,
+            bound_until: Some(b.expires_at),
             earlier: earlier.then_some(b),
         })
     }

@@ -100,7 +100,7 @@ impl Idempotency {
                     coalesced("took_over");
                     choice.count_join(m, route);
                     return Admission::Forward {
-                        guard: Some(self.guard(record, owner, spec)),
+                        guard: Some(self.guard(record, owner, spec, choice.bound_until)),
                         injected: choice.shown,
                     };
                 }
@@ -207,8 +207,15 @@ impl Idempotency {
     }
 
     /// The guard of a key this request claimed, kept as long as the route's provider keeps it.
-    fn guard(&self, record: Digest, owner: u128, spec: KeyedRoute<'_>) -> Guard {
+    fn guard(
+        &self,
+        record: Digest,
+        owner: u128,
+        spec: KeyedRoute<'_>,
+        bound_until: Option<u64>,
+    ) -> Guard {
         Guard {
+            bound_until,
             owner: self.clone(),
             record,
             claim: owner,

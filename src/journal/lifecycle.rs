@@ -74,6 +74,11 @@ impl Journal {
                 entry.attempts = old.attempts;
                 entry.rounds = old.rounds;
                 entry.was_pending = true;
+                // The duplicate window runs from the binding the first request made, which a
+                // retry never extends: a re-send must not outlast it.
+                entry.window_until = entry
+                    .window_until
+                    .map(|until| old.window_until.map_or(until, |first| first.min(until)));
             }
             Write::Put(Box::new(entry))
         });

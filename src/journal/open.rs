@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{Entry, Journal, Opening, Payload, Ticket};
-use crate::idempotency::{RequestIdentity, after, fingerprint};
+use crate::idempotency::{RequestIdentity, fingerprint};
 use crate::route::RouteSpec;
 
 /// An open entry outlives its request's deadline by this much before it counts as abandoned
@@ -25,7 +25,8 @@ const LEASE_MARGIN: Duration = Duration::from_secs(2);
 /// when its first attempt is about to leave. `identity` is the request's, as the idempotency
 /// layer used it. `resends` is the resolver's rule for the route (`[resolver]` and the
 /// route's override): whether it re-sends an entry, given whether a duplicate window across
-/// keys covers it.
+/// keys covers it. `bound_until` is when the idempotency layer's binding of the request's
+/// identity ends, if it made one ([`crate::idempotency::Guard::bound_until`]).
 pub fn prepare(
     journal: &Journal,
     resends: impl FnOnce(bool) -> bool,
@@ -33,6 +34,7 @@ pub fn prepare(
     parts: &http::request::Parts,
     body: &Bytes,
     identity: &RequestIdentity,
+    bound_until: Option<u64>,
 ) -> Option<Ticket> {
     let profile = route.profile;
     let (scope, print) = (identity.scope?, identity.fingerprint);
@@ -41,12 +43,11 @@ pub fn prepare(
         .get(&profile.key_header)
         .filter(|k| !k.is_empty())?;
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let policy = &route.idempotency;
-    // Until when a new-key retry of this request would join it instead of paying again.
-    let window = policy
-        .dedup_window
-        .filter(|_| identity.windowed && policy.dedup_across_keys);
-    let resend = resends(window.is_some());
+    // Until when a new-key retry of this request would join it instead of paying again: as
+    // long as the idempotency layer's binding lasts, when it made one and the route joins
+    // requests across keys; never longer.
+    let window_until = bound_until.filter(|_| route.idempotency.dedup_across_keys);
+    let resend = resends(window_until.is_some());
     let mut entry = Entry::new(
         route.name.clone(),
         parts.method.to_string(),
@@ -55,7 +56,7 @@ pub fn prepare(
         print,
         resend,
     );
-    entry.window_until = window.map(|w| after(journal.now_ms(), w));
+    entry.window_until = window_until;
     // Only what a re-send needs is kept, and only when the route re-sends.
     let payload = resend.then(|| Payload {
         headers: parts

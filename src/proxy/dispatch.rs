@@ -155,7 +155,16 @@ impl ProxyState {
         // while it queues must leave nothing for the resolver to send.
         let ticket = identity.filter(|_| journaled).and_then(|identity| {
             let resends = |windowed| self.resolver.resends(&route.name, windowed);
-            journal::prepare(&self.journal, resends, route, parts, body, identity)
+            let bound_until = guard.as_ref().and_then(Guard::bound_until);
+            journal::prepare(
+                &self.journal,
+                resends,
+                route,
+                parts,
+                body,
+                identity,
+                bound_until,
+            )
         });
         Ok(Admitted {
             guard,

@@ -86,8 +86,9 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
         return give_up(proxy, id, GiveUp::DedupWindow).await;
     }
     if let State::Open { .. } = entry.state {
-        // Its process died mid-request: from now on it is plainly pending.
-        let _ = journal
+        // Its process died mid-request: from now on it is plainly pending. Unless the app's
+        // retry reopened it meanwhile (a fresh lease): that request is live, nothing to send.
+        let marked = journal
             .modify(id, false, move |e| {
                 let open = matches!(e.state, State::Open { lease_until } if lease_until <= now);
                 if open {
@@ -99,10 +100,17 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
                 open
             })
             .await;
+        if !matches!(marked, Ok(Some(_))) {
+            return;
+        }
     }
     // Record-only (when journaled, or since a reload): listed until an operator gives up or
-    // the window ends.
-    if !entry.resend || spec.stopped_for(&entry.route) {
+    // the window ends. A reload that took the route's window across keys away takes the
+    // re-send with it: a new-key payment would no longer join this entry.
+    let policy = &route.idempotency;
+    let windowed =
+        entry.window_until.is_some() && policy.dedup_window.is_some() && policy.dedup_across_keys;
+    if !entry.resend || !spec.resends(&entry.route, windowed) {
         return;
     }
     let payload = match journal.payload(&id, &entry) {
@@ -128,7 +136,10 @@ async fn step(proxy: &ProxyState, id: Id, entry: Entry, now: u64) {
     // A resolution lost in a crash would have the entry sent again: durable.
     let updated = journal
         .modify(id, resolved, move |e| {
-            if e.state.finished() {
+            // Finished meanwhile, or reopened by the app's own retry, whose request is live:
+            // only a definitive answer may settle it from here.
+            let reopened = matches!(e.state, State::Open { lease_until } if lease_until > now);
+            if e.state.finished() || (reopened && !resolved) {
                 return false;
             }
             e.rounds = rounds;

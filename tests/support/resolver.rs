@@ -101,15 +101,18 @@ pub async fn a_held_entry_is_left_alone(
         ("content-type", "application/x-www-form-urlencoded"),
         ("idempotency-key", "held-key"),
     ];
+    let mut entry = Entry::new(
+        DEFAULT_ROUTE.into(),
+        "POST".into(),
+        "/v1/payment_intents".into(),
+        "held-key".into(),
+        [1; 32],
+        true,
+    );
+    // As a request its duplicate window covers leaves it: re-sendable until the window ends.
+    entry.window_until = Some(a.now_ms() + 3_600_000);
     let opening = Opening {
-        entry: Entry::new(
-            DEFAULT_ROUTE.into(),
-            "POST".into(),
-            "/v1/payment_intents".into(),
-            "held-key".into(),
-            [1; 32],
-            true,
-        ),
+        entry,
         payload: Some(Payload {
             headers: headers
                 .iter()
