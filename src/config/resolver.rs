@@ -106,7 +106,7 @@ pub struct ResolverSpec {
 
 impl ResolverSpec {
     /// `[route.resolver] enabled` for `route`, when its config says.
-    pub fn route_override(&self, route: &str) -> Option<bool> {
+    fn route_override(&self, route: &str) -> Option<bool> {
         self.overrides.get(route).copied()
     }
 

@@ -142,9 +142,7 @@ impl Store for RedisStore {
                     })?;
                     Ok(Claim::Completed {
                         fingerprint: digest(rest.first())?,
-                        response: postcard::from_bytes(response).map_err(|e| {
-                            StoreError::Backend(format!("decoding a stored response: {e}"))
-                        })?,
+                        response: StoredResponse::decode(response)?,
                     })
                 }
                 (b"full", rest) => Err(full(rest.first())),
@@ -161,8 +159,7 @@ impl Store for RedisStore {
         expires_at: u64,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let encoded = postcard::to_stdvec(&response)
-                .map_err(|e| StoreError::Backend(format!("encoding a response: {e}")))?;
+            let encoded = response.encode()?;
             let args = vec![
                 text(owner),
                 encoded,

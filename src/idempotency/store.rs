@@ -36,6 +36,19 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
 }
 
+impl StoredResponse {
+    /// The response as the backends that keep it in a column or a hash field hold it.
+    pub fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        postcard::to_stdvec(self)
+            .map_err(|e| StoreError::Backend(format!("encoding a response: {e}")))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<StoredResponse, StoreError> {
+        postcard::from_bytes(bytes)
+            .map_err(|e| StoreError::Backend(format!("decoding a stored response: {e}")))
+    }
+}
+
 /// What the store holds under a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {

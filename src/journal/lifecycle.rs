@@ -45,12 +45,6 @@ impl Journal {
         &self.store
     }
 
-    /// Writes the open entry durably, for the tests of the journal's own bound.
-    #[cfg(test)]
-    pub(super) async fn open_for_test(&self, id: Id, opening: Opening) -> Result<(), JournalError> {
-        self.open(id, opening).await
-    }
-
     /// Writes the open entry durably. An app's retry of an unresolved request reopens its
     /// entry, keeping its history.
     pub(super) async fn open(&self, id: Id, opening: Opening) -> Result<(), JournalError> {

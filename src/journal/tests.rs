@@ -101,7 +101,7 @@ async fn entries_survive_reopening_the_file_and_the_bound_holds() {
         Box::new(move |_| super::store::Write::Put(Box::new(entry.clone())));
     journal.store().update([1; 32], true, put).await.unwrap();
     // Full: a second entry is refused, and the request would go on unjournaled.
-    let full = journal.open_for_test([2; 32], opening("k2", true)).await;
+    let full = journal.open([2; 32], opening("k2", true)).await;
     assert!(matches!(full, Err(JournalError::Full(1))));
     drop((store, journal));
     let (_store, journal) = open();

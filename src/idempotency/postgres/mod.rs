@@ -168,8 +168,7 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'a, bool> {
         let (key, sql) = (*key, self.sql.clone());
         Box::pin(async move {
-            let encoded = postcard::to_stdvec(&response)
-                .map_err(|e| StoreError::Backend(format!("encoding a response: {e}")))?;
+            let encoded = response.encode()?;
             let done = self
                 .pool
                 .run("complete", move |c| async move {

@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 
 use super::pool::PgFailure;
 use crate::idempotency::fingerprint::Digest;
-use crate::idempotency::store::Record;
+use crate::idempotency::store::{Record, StoredResponse};
 
 const IN_FLIGHT: i8 = b'i' as i8;
 const COMPLETED: i8 = b'c' as i8;
@@ -63,8 +63,8 @@ pub fn record(row: &Row) -> Result<Record, PgFailure> {
             let response = response.ok_or_else(|| corrupt("a completed key without response"))?;
             Ok(Record::Completed {
                 fingerprint: digest(fingerprint)?,
-                response: postcard::from_bytes(&response)
-                    .map_err(|e| PgFailure::Db(format!("decoding a stored response: {e}")))?,
+                response: StoredResponse::decode(&response)
+                    .map_err(|e| PgFailure::Db(e.to_string()))?,
                 expires_at: until,
             })
         }
@@ -103,8 +103,9 @@ pub fn values(record: &Record) -> Result<Values, PgFailure> {
             owner: None,
             until_ms: millis(*expires_at),
             response: Some(
-                postcard::to_stdvec(response)
-                    .map_err(|e| PgFailure::Db(format!("encoding a response: {e}")))?,
+                response
+                    .encode()
+                    .map_err(|e| PgFailure::Db(e.to_string()))?,
             ),
             bound_key: None,
         },
