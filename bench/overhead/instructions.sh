@@ -76,7 +76,7 @@ PIDS[upstream]=$!
 wait_port "$UP_PORT" "${PIDS[upstream]}" bench-upstream "$WORK/upstream.log"
 
 # The shipped config.toml with only what must change here: ports, upstream URL, store path,
-# the limiter (its 8/s is a Stripe account's limit), and per case the store or the log level.
+# the limiter (its 9.8/s is a Stripe account's limit), and per case the store or the log level.
 payguard_config() {
   local store="$1" level="$2"
   sed -e "s|^proxy = \"127.0.0.1:8080\"|proxy = \"127.0.0.1:$PORT\"|" \

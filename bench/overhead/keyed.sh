@@ -5,7 +5,7 @@
 #   bash bench/overhead/keyed.sh            # SKIP_BUILD=1, REQUESTS= (5000), CONNS=, ROUNDS=
 #
 # payguard runs the shipped config.toml with only the ports, the upstream URL, the store path
-# and the limiter (off: its 8/s is a Stripe account's limit) changed, and per row the store:
+# and the limiter (off: its 9.8/s is a Stripe account's limit) changed, and per row the store:
 # "embedded" as shipped, or "memory". Each request is POST /v1/payment_intents with a fresh
 # Idempotency-Key (route create_payment_intent: claim, journal entry, completion, journal
 # settle). The store file lives under /tmp, on the same disk as a deployment's volume would

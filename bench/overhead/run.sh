@@ -190,7 +190,7 @@ start_upstream() {
 
 # payguard as shipped ("payguard": retries, retry budget, breaker, idempotency and limiter at
 # their defaults) and with that machinery off ("payguard_bare"), which shows what it costs.
-# The shipped limiter's 8/s is a Stripe account's limit and would make this a test of the
+# The shipped limiter's 9.8/s is a Stripe account's limit and would make this a test of the
 # limiter, so "payguard" raises it to the most the config allows (100000/s, far above any
 # ceiling here): it never makes a request wait, but its bookkeeping still runs every time.
 start_payguard() {

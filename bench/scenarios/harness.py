@@ -294,7 +294,7 @@ def run_one(opts, name, spec, client, path, work):
         # Stripe answers lock_timeout when a request cannot take the lock of an object others
         # hold; concurrent refunds of one charge are the classic case. The double serves
         # requests too quickly for real lock waits, so a share of the calls naming the intent
-        # is scripted to time out (src/double/faults.rs, Contention).
+        # is scripted to time out (crates/payguard-double/src/faults.rs, Contention).
         control(double_base, lock_object=shared, lock_rate=str(opts.lock_rate), lock_seed=str(opts.seed))
         extra += ["--op", "refund", "--payment-intent", shared]
     pg = None
