@@ -219,14 +219,16 @@ impl ProxyError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
         headers.insert(PAYGUARD_ERROR, HeaderValue::from_static(self.code()));
-        if let ProxyError::RateLimited(after) | ProxyError::CircuitOpen(after) = &self {
+        let retry_after = match &self {
+            ProxyError::RateLimited(after) | ProxyError::CircuitOpen(after) => Some(*after),
+            // Requests in flight end within their deadline; a second is the shortest hint.
+            ProxyError::Overloaded(_) => Some(std::time::Duration::from_secs(1)),
+            _ => None,
+        };
+        if let Some(after) = retry_after {
             // Whole seconds, rounded up: a client waiting less would only be refused again.
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-        }
-        if matches!(self, ProxyError::Overloaded(_)) {
-            // Requests in flight end within their deadline; a second is the shortest hint.
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
         }
         if let Some(name) = profile
             .should_retry_header

@@ -8,7 +8,7 @@ use http_body_util::Full;
 
 use super::{Forwarded, ProxyBody, ProxyState};
 use crate::error::ProxyError;
-use crate::idempotency::{Admission, Guard, RequestIdentity, fingerprint};
+use crate::idempotency::{Admission, Guard, RequestIdentity};
 use crate::inbound::is_idempotent;
 use crate::journal::{self, Ticket, Verdict};
 use crate::metrics::Origin;
@@ -45,20 +45,17 @@ impl ProxyState {
     /// only if no earlier request with its key is still in doubt: the SDK's retry after an
     /// "outcome unknown", or a new-key request joined to one, must not read "failed" while the
     /// journal holds the payment and the resolver may yet execute it.
+    /// The journal entry is the ticket's: a request without one (unkeyed, or the resolver's
+    /// own re-send, whose verdict the resolver reads instead) has nothing to look up.
     async fn earlier_doubt(
         &self,
-        route: &RouteSpec,
-        parts: &http::request::Parts,
-        identity: &Option<RequestIdentity>,
-        own: bool,
+        ticket: Option<&Ticket>,
         result: Result<http::Response<super::ProxyBody>, ProxyError>,
     ) -> Result<http::Response<super::ProxyBody>, ProxyError> {
-        let key = parts.headers.get(&route.profile.key_header);
-        let (Some(scope), Some(key)) = (identity.as_ref().and_then(|i| i.scope), key) else {
+        let Some(ticket) = ticket else {
             return result;
         };
-        let id = fingerprint::record_key(&scope, key.as_bytes());
-        if !self.journal.in_doubt(id, own).await {
+        if !self.journal.in_doubt(ticket.id(), ticket.sent()).await {
             return result;
         }
         Err(ProxyError::OutcomeUnknown {
@@ -117,8 +114,7 @@ impl ProxyState {
         )
         .await;
         crate::crash_point!(crate::crashpoints::AFTER_RESPONSE);
-        self.conclude(route, &parts, &identity, finished, admitted, deadline)
-            .await
+        self.conclude(facts, finished, admitted, deadline).await
     }
 
     /// Step 4: the idempotency layer's decision, and the journal ticket of a request that is
@@ -177,9 +173,7 @@ impl ProxyState {
     /// read from the final outcome, the stored record and any earlier doubt about the key.
     async fn conclude(
         &self,
-        route: &RouteSpec,
-        parts: &http::request::Parts,
-        identity: &Option<RequestIdentity>,
+        facts: RequestFacts<'_>,
         finished: retry::Finished<ProxyBody>,
         admitted: Admitted,
         deadline: tokio::time::Instant,
@@ -190,7 +184,7 @@ impl ProxyState {
             ticket,
         } = admitted;
         let m = &self.metrics.idempotency;
-        let verdict = Verdict::of(&finished.outcome, facts(route, parts));
+        let verdict = Verdict::of(&finished.outcome, facts);
         let result = match (finished.outcome, guard) {
             (Ok(response), Some(guard)) => guard.finish(m, response, deadline).await,
             (Ok(response), None) => Ok(response),
@@ -199,11 +193,7 @@ impl ProxyState {
             (Err(e), _) => Err(ProxyError::from(e)),
         };
         let result = match verdict {
-            Verdict::NothingSent => {
-                let own = ticket.as_ref().is_some_and(Ticket::sent);
-                self.earlier_doubt(route, parts, identity, own, result)
-                    .await
-            }
+            Verdict::NothingSent => self.earlier_doubt(ticket.as_ref(), result).await,
             _ => result,
         };
         // A final answer whose body was cut off never reached the app: still in doubt.
