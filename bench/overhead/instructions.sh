@@ -24,6 +24,10 @@
 #   payguard_post_emb   the same on the shipped embedded (redb) store
 #   nginx_get           nginx as in run.sh (1 worker, keepalive 64, access_log off), with
 #                       master_process off and daemon off so the one process is the worker
+#   floor_pool          bench-floor (bench/overhead/floor.rs): hyper's server and hyper-util's
+#                       pooled client on one tokio thread and nothing else, the least any proxy
+#                       on payguard's stack spends on the same GET
+#   floor_conn          the same with one upstream connection per downstream one (no pool)
 #
 # Output: bench/out/instructions/ (git-ignored): callgrind files, summary.json, table.md.
 set -euo pipefail
@@ -33,7 +37,7 @@ cd "$ROOT"
 REQUESTS="${REQUESTS:-20000}"
 WARMUP_REQUESTS="${WARMUP_REQUESTS:-500}"
 CONNS="${CONNS:-8}"
-CASES="${CASES:-payguard_get payguard_get_warn payguard_post_mem payguard_post_emb nginx_get}"
+CASES="${CASES:-payguard_get payguard_get_warn payguard_post_mem payguard_post_emb nginx_get floor_pool floor_conn}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT="$ROOT/bench/out/instructions"
 REQUEST_PATH="/v1/payment_intents/pi_3PbenchUpstream0001"
@@ -52,11 +56,13 @@ command -v nginx >/dev/null || die "nginx missing (apt-get install nginx; run.sh
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   # Line tables give callgrind_annotate file:line; they change no generated code.
   CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-line-tables-only}" \
-    cargo build --release --bin payguard --example bench-upstream --example bench-load
+    cargo build --release --bin payguard --example bench-upstream --example bench-load \
+    --example bench-floor
 fi
 PAYGUARD_BIN="$TARGET_DIR/release/payguard"
 UPSTREAM_BIN="$TARGET_DIR/release/examples/bench-upstream"
 LOAD_BIN="$TARGET_DIR/release/examples/bench-load"
+FLOOR_BIN="$TARGET_DIR/release/examples/bench-floor"
 
 WORK="$(mktemp -d /tmp/payguard-instructions.XXXXXX)"
 chmod 755 "$WORK"
@@ -145,6 +151,10 @@ for case in $CASES; do
       nginx_config
       taskset -c 1 "${callgrind[@]}" nginx -p "$WORK/nginx/" -c "$WORK/nginx/nginx.conf" \
         >"$WORK/$case.log" 2>&1 &
+      ;;
+    floor_*)
+      taskset -c 1 "${callgrind[@]}" "$FLOOR_BIN" --port "$PORT" \
+        --upstream "127.0.0.1:$UP_PORT" --mode "${case#floor_}" >"$WORK/$case.log" 2>&1 &
       ;;
     *)
       store=embedded level=info
