@@ -157,8 +157,15 @@ where
             return end(outcome, attempts, Stop::Budget, doubts);
         }
         observer.retry(reason, delay);
-        previous = Some(outcome);
         tokio::time::sleep(delay).await;
+        // The timer may wake late (it ticks in whole milliseconds, and a busy runtime adds
+        // more), so a wait that was to end before the deadline can end on it: then no time
+        // is left for an attempt either (the retry property test found this).
+        if Instant::now() >= deadline {
+            observer.refused(Stop::Deadline);
+            return end(outcome, attempts, Stop::Deadline, doubts);
+        }
+        previous = Some(outcome);
     }
 }
 

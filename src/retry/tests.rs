@@ -340,3 +340,21 @@ async fn what_executed_nothing_stays_as_it_is() {
     let (done, _) = run_keyed(2, vec![refused(), refused()]).await;
     assert!(matches!(done.outcome, Err(AttemptError::NotSent(_))));
 }
+
+/// A wait planned to end just before the deadline can wake on it or past it (the timer ticks
+/// in whole milliseconds): the loop then stops instead of starting an attempt with no time.
+#[tokio::test(start_paused = true)]
+async fn a_backoff_that_wakes_past_the_deadline_ends_the_loop() {
+    // Off the timer's millisecond grid, so the 1 s wait below ends 0.7 ms late.
+    tokio::time::advance(Duration::from_micros(300)).await;
+    let policy = RetryPolicy {
+        deadline: Duration::from_micros(1_000_500),
+        ..policy(3, Duration::ZERO)
+    };
+    let script = vec![status(503, &[("retry-after", "1")])];
+    let (finished, seen) = run(&policy, true, &generous_budget(), script).await;
+    assert_eq!(seen.attempts.borrow().len(), 1);
+    assert_eq!(finished.attempts, 1);
+    assert_eq!(finished.stop, Stop::Deadline);
+    assert_eq!(finished.outcome.unwrap().status(), 503);
+}
