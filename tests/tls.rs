@@ -16,6 +16,11 @@ struct TestPki {
 }
 
 fn test_pki() -> TestPki {
+    test_pki_speaking(&[])
+}
+
+/// The same, with the server's ALPN protocols (none: HTTP/1.1 without ALPN).
+fn test_pki_speaking(alpn: &[&[u8]]) -> TestPki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
@@ -34,6 +39,8 @@ fn test_pki() -> TestPki {
     .with_no_client_auth()
     .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)
     .unwrap();
+    let mut server = server;
+    server.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     TestPki {
         ca_pem: ca.pem(),
         server: Arc::new(server),
@@ -87,6 +94,54 @@ async fn forwards_over_tls_to_an_upstream_signed_by_a_configured_ca() {
             .contains("certificate")
     );
     assert_eq!(provider.ledger().entries().len(), 1);
+}
+
+/// An upstream that speaks only HTTP/2 (its ALPN offers nothing else, so a client that did
+/// not choose h2 would be refused in the handshake): payguard's pool multiplexes requests
+/// over its one h2 connection, keyed POSTs included, each executed once.
+#[tokio::test]
+async fn forwards_over_http2_when_the_upstream_chooses_it() {
+    let pki = test_pki_speaking(&[b"h2"]);
+    let provider = double::spawn(DoubleConfig {
+        tls: Some(pki.server.clone()),
+        ..DoubleConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem).unwrap();
+    let toml = config_toml(&provider.url(), "")
+        .replace("[upstream]\n", "[upstream]\nca_file = \"ca.pem\"\n");
+    let config = payguard::config::Config::parse(&toml, "h2 test", Some(dir.path())).unwrap();
+    let proxy = start_proxy_with(&config).await;
+    let url = proxy.url("/v1/payment_intents");
+    let replies = eight_keyed_posts(&url).await;
+    for reply in &replies {
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    assert_eq!(provider.ledger().entries().len(), replies.len());
+}
+
+/// Eight keyed POSTs at once, each with its own key.
+async fn eight_keyed_posts(url: &str) -> Vec<Reply> {
+    let sends = (0..8).map(|i| {
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            let key = format!("h2-key-{i}");
+            let form = "amount=900&currency=usd";
+            send(double::client::post(url, "sk_test_h2", Some(&key), form)).await
+        })
+    });
+    let mut replies = Vec::new();
+    for send in sends.collect::<Vec<_>>() {
+        replies.push(send.await.unwrap());
+    }
+    replies
 }
 
 #[tokio::test]

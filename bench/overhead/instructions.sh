@@ -81,19 +81,10 @@ taskset -c 0 "$UPSTREAM_BIN" --port "$UP_PORT" --threads 1 >"$WORK/upstream.log"
 PIDS[upstream]=$!
 wait_port "$UP_PORT" "${PIDS[upstream]}" bench-upstream "$WORK/upstream.log"
 
-# The shipped config.toml with only what must change here: ports, upstream URL, store path,
-# the limiter (its 9.8/s is a Stripe account's limit), and per case the store or the log level.
+# The shipped config.toml with only what must change here (bench/common.sh): ports, upstream
+# URL, store path, the limiter off, and per case the store or the log level.
 payguard_config() {
-  local store="$1" level="$2"
-  sed -e "s|^proxy = \"127.0.0.1:8080\"|proxy = \"127.0.0.1:$PORT\"|" \
-    -e "s|^admin = \"0.0.0.0:9090\"|admin = \"127.0.0.1:$ADMIN\"|" \
-    -e "0,/^url = \"https:\/\/api.stripe.com\"/s||url = \"http://127.0.0.1:$UP_PORT\"|" \
-    -e "s|^path = \"data/idempotency.redb\"|path = \"$WORK/store/idempotency.redb\"|" \
-    -e "s|^store = \"embedded\"|store = \"$store\"|" \
-    -e "s|^level = \"info\"|level = \"$level\"|" \
-    -e '/^\[rate_limit\]/,/^\[/s/^enabled = true/enabled = false/' \
-    config.toml >"$WORK/payguard.toml"
-  "$PAYGUARD_BIN" check --config "$WORK/payguard.toml" >/dev/null || die "config rejected"
+  shipped_config "$WORK/payguard.toml" "$PORT" "$ADMIN" "$UP_PORT" "$WORK/store" "$1" "$2"
 }
 
 nginx_config() {

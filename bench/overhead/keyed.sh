@@ -65,14 +65,7 @@ load() {
 for ((round = 1; round <= ROUNDS; round++)); do
   for store in memory embedded; do
     rm -rf "$WORK/store"
-    sed -e "s|^proxy = \"127.0.0.1:8080\"|proxy = \"127.0.0.1:$PORT\"|" \
-      -e "s|^admin = \"0.0.0.0:9090\"|admin = \"127.0.0.1:$ADMIN\"|" \
-      -e "0,/^url = \"https:\/\/api.stripe.com\"/s||url = \"http://127.0.0.1:$UP_PORT\"|" \
-      -e "s|^path = \"data/idempotency.redb\"|path = \"$WORK/store/idempotency.redb\"|" \
-      -e "s|^store = \"embedded\"|store = \"$store\"|" \
-      -e '/^\[rate_limit\]/,/^\[/s/^enabled = true/enabled = false/' \
-      config.toml >"$WORK/payguard.toml"
-    "$PAYGUARD_BIN" check --config "$WORK/payguard.toml" >/dev/null || die "config rejected"
+    shipped_config "$WORK/payguard.toml" "$PORT" "$ADMIN" "$UP_PORT" "$WORK/store" "$store"
     taskset -c 1 "$PAYGUARD_BIN" run --config "$WORK/payguard.toml" >"$WORK/$store.log" 2>&1 &
     PIDS[payguard]=$!
     wait_port "$PORT" "${PIDS[payguard]}" payguard "$WORK/$store.log"

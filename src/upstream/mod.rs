@@ -1,7 +1,7 @@
-//! The connection to the provider: a pooled hyper-util client speaking TLS through rustls.
+//! The connection to the provider: pooled hyper connections speaking TLS through rustls.
 //!
-//! One client per upstream, built once and shared, so keep-alive connections (and the TLS
-//! handshakes they cost) are reused across requests. Trust comes from the webpki roots plus an
+//! One pool per upstream ([`pool`]), built once and shared, so keep-alive connections (and the
+//! TLS handshakes they cost) are reused across requests. Trust comes from the webpki roots plus an
 //! optional extra CA file, which lets tests and private deployments use their own CA without
 //! turning verification off. A plain `http://` upstream is allowed for local doubles and
 //! benchmarks; production configs point at `https://`.
@@ -13,29 +13,29 @@
 //! have acted on it. The body is a buffered one (every retry sends the same bytes again) or a
 //! streamed upload, relayed frame by frame as it arrives, which can only be sent once.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Response, Uri};
-use http_body::{Body, Frame, SizeHint};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
-use http_body_util::combinators::UnsyncBoxBody;
-use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
+use hyper::client::conn::TrySendError;
+use hyper_rustls::HttpsConnectorBuilder;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 
 use crate::breaker::BreakerSpec;
 use crate::profile::Profile;
 use crate::ratelimit::LimitSpec;
 use crate::retry::AttemptError;
+
+mod body;
+mod pool;
+
+use body::{ABANDONED, PENDING, WatchedBody};
+pub use body::{OutBody, UpstreamBody};
+use pool::{Conn, Pool};
 
 /// The name routes use for `[upstream]`; named upstreams may not take it.
 pub const DEFAULT_UPSTREAM: &str = "default";
@@ -86,12 +86,20 @@ impl UpstreamSpec {
     }
 }
 
-/// A shared, pooled client for one upstream origin.
+/// A shared pool of connections to one upstream origin.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, WatchedBody>,
+    pool: Arc<Pool>,
     scheme: Scheme,
     authority: Authority,
+    /// The `Host` of every HTTP/1 request (the app's named payguard, and was dropped).
+    host: HeaderValue,
+}
+
+/// Why an exchange failed: no connection (nothing was sent), or the exchange itself.
+enum SendError {
+    Connect(String),
+    Http(hyper::Error),
 }
 
 impl Upstream {
@@ -121,15 +129,27 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(spec.pool_idle_timeout)
-            .pool_max_idle_per_host(spec.pool_max_idle_per_host)
-            .build(connector);
+        let origin = Uri::from_parts({
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(spec.scheme.clone());
+            parts.authority = Some(spec.authority.clone());
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+            parts
+        })
+        .map_err(|e| rustls::Error::General(format!("upstream origin: {e}")))?;
+        let host = HeaderValue::from_str(spec.authority.as_str())
+            .map_err(|e| rustls::Error::General(format!("upstream host: {e}")))?;
+        let pool = Pool::new(
+            connector,
+            origin,
+            spec.pool_max_idle_per_host,
+            spec.pool_idle_timeout,
+        );
         Ok(Upstream {
-            client,
+            pool: Arc::new(pool),
             scheme: spec.scheme.clone(),
             authority: spec.authority.clone(),
+            host,
         })
     }
 
@@ -156,7 +176,7 @@ impl Upstream {
         &self,
         request: Request<B>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, AttemptError> {
+    ) -> Result<Response<UpstreamBody>, AttemptError> {
         let (parts, body) = request.into_parts();
         let has_body = !body.is_end_stream();
         let handover = Arc::new(AtomicU8::new(PENDING));
@@ -166,8 +186,8 @@ impl Upstream {
                 .boxed_unsync(),
             handover: handover.clone(),
         };
-        let request = self.client.request(Request::from_parts(parts, body));
-        let error = match tokio::time::timeout(timeout, request).await {
+        let exchange = self.exchange(Request::from_parts(parts, body));
+        let error = match tokio::time::timeout(timeout, exchange).await {
             Ok(Ok(response)) => return Ok(response),
             Ok(Err(e)) => Some(e),
             Err(_) => None,
@@ -180,8 +200,9 @@ impl Upstream {
                 .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok();
         match error {
-            Some(e) if e.is_connect() || abandoned => Err(AttemptError::NotSent(error_chain(&e))),
-            Some(e) => Err(AttemptError::Lost(error_chain(&e))),
+            Some(SendError::Connect(e)) => Err(AttemptError::NotSent(e)),
+            Some(SendError::Http(e)) if abandoned => Err(AttemptError::NotSent(error_chain(&e))),
+            Some(SendError::Http(e)) => Err(AttemptError::Lost(error_chain(&e))),
             // No response head within the timeout.
             None if abandoned => Err(AttemptError::NotSent(format!(
                 "not sent within {timeout:?}"
@@ -189,58 +210,64 @@ impl Upstream {
             None => Err(AttemptError::TimedOut(timeout)),
         }
     }
-}
 
-/// A request body the client can send: a buffered one, or a streamed upload.
-pub trait OutBody:
-    Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
-{
-}
-
-impl<B> OutBody for B where
-    B: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
-{
-}
-
-/// The handover states of a request body.
-const PENDING: u8 = 0;
-const SENT: u8 = 1;
-const ABANDONED: u8 = 2;
-
-/// A request body that records when it was first handed to the connection, and refuses to be
-/// handed over once its attempt has been judged "not sent".
-struct WatchedBody {
-    inner: UnsyncBoxBody<Bytes, std::io::Error>,
-    handover: Arc<AtomicU8>,
-}
-
-impl Body for WatchedBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        // The first poll hands the request over: a buffered body is one frame, and a streamed
-        // one's first frame may already be on its way out.
-        let claimed =
-            self.handover
-                .compare_exchange(PENDING, SENT, Ordering::AcqRel, Ordering::Acquire);
-        if claimed == Err(ABANDONED) {
-            return Poll::Ready(Some(Err(std::io::Error::other(
-                "attempt abandoned before sending",
-            ))));
+    /// One exchange on a pooled connection. A kept-alive connection the provider closed just
+    /// as the request was given to it hands the request back unsent (hyper says so only when
+    /// nothing of it was written); that request is sent once more, on a new connection.
+    async fn exchange(
+        &self,
+        request: Request<WatchedBody>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        let connect = |e: pool::ConnectError| SendError::Connect(e.0);
+        let conn = self.pool.checkout().await.map_err(connect)?;
+        let reused = matches!(conn, Conn::H1 { reused: true, .. });
+        match self.exchange_on(conn, request).await {
+            Ok(response) => Ok(response),
+            Err(mut e) if reused => match e.take_message() {
+                Some(request) => {
+                    let conn = Box::pin(self.pool.connect()).await.map_err(connect)?;
+                    let retried = self.exchange_on(conn, request).await;
+                    retried.map_err(|e| SendError::Http(e.into_error()))
+                }
+                None => Err(SendError::Http(e.into_error())),
+            },
+            Err(e) => Err(SendError::Http(e.into_error())),
         }
-        Pin::new(&mut self.inner).poll_frame(cx)
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    async fn exchange_on(
+        &self,
+        conn: Conn,
+        mut request: Request<WatchedBody>,
+    ) -> Result<Response<UpstreamBody>, TrySendError<Request<WatchedBody>>> {
+        match conn {
+            Conn::H1 { mut sender, .. } => {
+                // HTTP/1 names the origin in `Host` and sends the path alone (origin-form).
+                let headers = request.headers_mut();
+                headers.insert(http::header::HOST, self.host.clone());
+                let origin_form = request.uri().path_and_query().cloned().map(Uri::from);
+                if let Some(uri) = origin_form {
+                    *request.uri_mut() = uri;
+                }
+                let response = sender.try_send_request(request).await;
+                let pool = self.pool.clone();
+                response.map(|r| r.map(|body| UpstreamBody::new(body, Some((sender, pool)))))
+            }
+            Conn::H2(mut sender) => {
+                // HTTP/2 takes the origin from the absolute URI (`:authority`).
+                request.headers_mut().remove(http::header::HOST);
+                // Absolute already, unless an HTTP/1 attempt on a closed connection made it
+                // origin-form before handing it back.
+                if request.uri().authority().is_none() {
+                    let path = request.uri().path_and_query().cloned();
+                    if let Ok(uri) = self.uri_for(path.as_ref()) {
+                        *request.uri_mut() = uri;
+                    }
+                }
+                let response = sender.try_send_request(request).await;
+                response.map(|r| r.map(|body| UpstreamBody::new(body, None)))
+            }
+        }
     }
 }
 
@@ -256,3 +283,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests;
