@@ -192,18 +192,36 @@ fn timestamp(out: &mut impl Write) -> fmt::Result {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let secs = since.as_secs();
-    SECOND.with_borrow_mut(|(cached, text)| {
-        if *cached != secs {
-            text.clear();
-            let second = UNIX_EPOCH + Duration::from_secs(secs);
-            // `2024-05-01T12:00:00Z` without its `Z`: the fraction goes there.
-            write!(text, "{}", humantime::format_rfc3339_seconds(second))?;
-            text.pop();
-            text.push('.');
-            *cached = secs;
+    // `2024-05-01T12:00:00Z` without its `Z`: the fraction goes there.
+    let second = |text: &mut String| {
+        text.clear();
+        let second = UNIX_EPOCH + Duration::from_secs(secs);
+        write!(text, "{}", humantime::format_rfc3339_seconds(second))?;
+        text.pop();
+        text.push('.');
+        Ok(())
+    };
+    // `try_with`: a line logged while the thread is being torn down (its cache gone) is
+    // formatted without the cache rather than panicking.
+    let cached = SECOND.try_with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        let (at, text) = &mut *slot;
+        if *at != secs {
+            if second(text).is_err() {
+                return Some(Err(fmt::Error));
+            }
+            *at = secs;
         }
-        out.write_str(text)
-    })?;
+        Some(out.write_str(text))
+    });
+    match cached {
+        Ok(Some(written)) => written?,
+        Ok(None) | Err(_) => {
+            let mut text = String::new();
+            second(&mut text)?;
+            out.write_str(&text)?;
+        }
+    }
     // Six digits with leading zeros: a seventh, leading 1 that is then cut off.
     let mut digits = itoa::Buffer::new();
     let fraction = digits.format(1_000_000 + since.subsec_micros());
