@@ -31,31 +31,22 @@ const ERROR_PEEK_LIMIT: usize = 64 * 1024;
 const SEND_RESERVE: u32 = 20;
 
 impl ProxyState {
-    /// The upstream URI of a request on `route`, and that upstream's retry budget.
-    pub(super) fn target(
-        &self,
-        parts: &http::request::Parts,
-        route: &RouteSpec,
-    ) -> Result<(http::Uri, &TpsBudget), ProxyError> {
+    /// The retry budget of the upstream a request on `route` goes to.
+    pub(super) fn budget(&self, route: &RouteSpec) -> Result<&TpsBudget, ProxyError> {
         // Routes are built with the upstreams they index; a miss would be payguard's bug.
-        let (Some(upstream), Some(budget)) = (
-            self.upstreams.get(route.upstream),
-            self.budgets.get(route.upstream),
-        ) else {
-            return Err(ProxyError::Internal);
-        };
-        let uri = upstream
-            .uri_for(parts.uri.path_and_query())
-            .map_err(|e| ProxyError::BodyRead(format!("bad request target: {e}")))?;
-        Ok((uri, budget))
+        self.budgets
+            .get(route.upstream)
+            .map(|budget| &**budget)
+            .ok_or(ProxyError::Internal)
     }
 
-    /// An attempt's request: the app's method and headers (idempotency key included), the
-    /// upstream `uri`, and `body`.
-    pub(super) fn rebuild<B>(parts: &http::request::Parts, uri: &http::Uri, body: B) -> Request<B> {
+    /// An attempt's request: the app's method, target and headers (idempotency key
+    /// included), and `body`. The upstream sends the target's path and query to its own
+    /// origin ([`Upstream::send`]).
+    pub(super) fn rebuild<B>(parts: &http::request::Parts, body: B) -> Request<B> {
         let mut attempt = Request::new(body);
         *attempt.method_mut() = parts.method.clone();
-        *attempt.uri_mut() = uri.clone();
+        *attempt.uri_mut() = parts.uri.clone();
         *attempt.headers_mut() = parts.headers.clone();
         attempt
     }

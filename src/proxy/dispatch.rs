@@ -72,8 +72,8 @@ impl ProxyState {
         deadline: tokio::time::Instant,
         journaled: bool,
     ) -> (Forwarded, Verdict) {
-        let (uri, budget) = match self.target(&parts, route) {
-            Ok(target) => target,
+        let budget = match self.budget(route) {
+            Ok(budget) => budget,
             Err(e) => return (Forwarded::refused(e), Verdict::NothingSent),
         };
         // What a keyed request is (tenant, method, target, body), computed once: the
@@ -107,7 +107,7 @@ impl ProxyState {
             |timeout| {
                 // Each attempt is built afresh from the buffered parts: same method, target,
                 // headers (idempotency key included) and body bytes every time.
-                let attempt = Self::rebuild(&parts, &uri, Full::new(body.clone()));
+                let attempt = Self::rebuild(&parts, Full::new(body.clone()));
                 let ticket = admitted.ticket.as_ref();
                 self.gated_attempt(route, attempt, timeout, deadline, ticket)
             },

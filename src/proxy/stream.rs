@@ -41,8 +41,8 @@ impl ProxyState {
         if length > limit as u64 {
             return Forwarded::refused(ProxyError::BodyTooLarge { limit });
         }
-        let (uri, budget) = match self.target(&parts, route) {
-            Ok(target) => target,
+        let budget = match self.budget(route) {
+            Ok(budget) => budget,
             Err(e) => return Forwarded::refused(e),
         };
         self.metrics.streamed(&route.name, length);
@@ -67,7 +67,7 @@ impl ProxyState {
             &observer,
             |timeout| {
                 // One attempt is all the policy allows; the body is gone after it.
-                let attempt = body.take().map(|body| Self::rebuild(&parts, &uri, body));
+                let attempt = body.take().map(|body| Self::rebuild(&parts, body));
                 async move {
                     let Some(attempt) = attempt else {
                         return Err(AttemptError::NotSent("the upload was already sent".into()));

@@ -153,31 +153,37 @@ impl Upstream {
         })
     }
 
-    /// The upstream URI for a request's path and query. Only the configured origin is ever
-    /// used: whatever authority the app's request named has been checked and dropped by then.
-    pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        // The app's path and query, already parsed by hyper, are shared rather than parsed
-        // and copied again (the builder's way cost ~900 instructions per request).
+    /// The absolute URI of `path_and_query` at this upstream's origin (HTTP/2 names the origin
+    /// in the URI; HTTP/1 in `Host`).
+    fn absolute(&self, path_and_query: PathAndQuery) -> Result<Uri, http::Error> {
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(
-            path_and_query
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
+        parts.path_and_query = Some(path_and_query);
         Ok(Uri::from_parts(parts)?)
     }
 
     /// Sends one attempt and waits up to `timeout` for the response head (a streamed upload's
     /// body is sent within it too). The response body streams afterwards, outside that
     /// timeout, so large replies are not cut short.
+    ///
+    /// Only the request URI's path and query are sent: the origin is always this upstream's,
+    /// whatever scheme or authority the URI names (the app's request has been checked to name
+    /// payguard itself by then).
     pub async fn send<B: OutBody>(
         &self,
         request: Request<B>,
         timeout: Duration,
     ) -> Result<Response<UpstreamBody>, AttemptError> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        // The hyper-parsed path and query are shared (a `Bytes` clone), never parsed again.
+        parts.uri = Uri::from(
+            parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
         let has_body = !body.is_end_stream();
         let handover = Arc::new(AtomicU8::new(PENDING));
         let body = WatchedBody {
@@ -242,13 +248,9 @@ impl Upstream {
     ) -> Result<Response<UpstreamBody>, TrySendError<Request<WatchedBody>>> {
         match conn {
             Conn::H1 { mut sender, .. } => {
-                // HTTP/1 names the origin in `Host` and sends the path alone (origin-form).
+                // HTTP/1 names the origin in `Host`; the URI is the path alone (origin-form).
                 let headers = request.headers_mut();
                 headers.insert(http::header::HOST, self.host.clone());
-                let origin_form = request.uri().path_and_query().cloned().map(Uri::from);
-                if let Some(uri) = origin_form {
-                    *request.uri_mut() = uri;
-                }
                 let response = sender.try_send_request(request).await;
                 let pool = self.pool.clone();
                 response.map(|r| r.map(|body| UpstreamBody::new(body, Some((sender, pool)))))
@@ -256,13 +258,10 @@ impl Upstream {
             Conn::H2(mut sender) => {
                 // HTTP/2 takes the origin from the absolute URI (`:authority`).
                 request.headers_mut().remove(http::header::HOST);
-                // Absolute already, unless an HTTP/1 attempt on a closed connection made it
-                // origin-form before handing it back.
-                if request.uri().authority().is_none() {
-                    let path = request.uri().path_and_query().cloned();
-                    if let Ok(uri) = self.uri_for(path.as_ref()) {
-                        *request.uri_mut() = uri;
-                    }
+                if let Some(path) = request.uri().path_and_query().cloned()
+                    && let Ok(uri) = self.absolute(path)
+                {
+                    *request.uri_mut() = uri;
                 }
                 let response = sender.try_send_request(request).await;
                 response.map(|r| r.map(|body| UpstreamBody::new(body, None)))
