@@ -40,6 +40,7 @@ where
     bindings_keep_the_first_key_until_they_expire(&make(100).await).await;
     expired_records_are_pruned(&make(100).await).await;
     the_bound_is_enforced(&make(2).await).await;
+    claims_count_toward_the_bound(&make(2).await).await;
 }
 
 async fn claims_and_completion(store: &impl Store) {
@@ -177,4 +178,21 @@ async fn the_bound_is_enforced(store: &impl Store) {
         store.bind(bind(&[3; 32], "c", 1000, 200)).await.unwrap(),
         "c"
     );
+}
+
+async fn claims_count_toward_the_bound(store: &impl Store) {
+    let other = [3u8; 32];
+    let claim_other = |owner| ClaimRequest {
+        key: &other,
+        ..claim(owner, 100, 0)
+    };
+    store.bind(bind(&[2; 32], "b", 1000, 0)).await.unwrap();
+    assert_eq!(store.claim(claim(1, 100, 0)).await.unwrap(), Claim::Claimed);
+    let full = store.claim(claim_other(2)).await;
+    assert!(matches!(full, Err(StoreError::Full(_))), "{full:?}");
+    // A released claim makes room; a completion takes the place its claim held.
+    store.release(&K, 1).await.unwrap();
+    assert_eq!(store.claim(claim_other(2)).await.unwrap(), Claim::Claimed);
+    assert!(store.complete(&other, 2, response("x"), 1000).await.unwrap());
+    assert_eq!(store.count().await.unwrap(), 2);
 }

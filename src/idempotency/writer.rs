@@ -10,8 +10,9 @@
 //! before their write is on disk.
 //!
 //! A batch is durable (`Durability::Immediate`) when any of its writes needs to be; the
-//! writes that need not be (claims, releases, see [`super::embedded`]) then ride along in the
-//! durable commit, and a batch of only those commits without fsync, as they did alone.
+//! writes that need not be (the journal's changes a crash may lose, see
+//! [`crate::journal::embedded`]) then ride along in the durable commit, and a batch of only
+//! those commits without fsync, as they did alone.
 //!
 //! The contract for a write: it either succeeds, or fails having written nothing. The writes
 //! here read, decide and make their one insert or remove last, so a failure (a full table, a
@@ -103,10 +104,30 @@ impl StoreFile {
         E: From<WriteFailed> + Send + 'static,
         F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
     {
+        self.write_then(durable, work, |_: &Result<T, E>| {})
+    }
+
+    /// [`Self::write`], and `then` runs on the writer with the write's final result as soon as
+    /// its transaction has committed (or failed), before the caller hears it and whether or not
+    /// the caller still waits. It is for state kept beside the file that must change exactly
+    /// when the write becomes visible to readers, not before and not never.
+    pub fn write_then<T, E, F, A>(
+        &self,
+        durable: bool,
+        work: F,
+        then: A,
+    ) -> impl Future<Output = Result<T, E>> + Send + 'static
+    where
+        T: Send + 'static,
+        E: From<WriteFailed> + Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, E> + Send + 'static,
+        A: FnOnce(&Result<T, E>) + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Job {
             durable,
             work: Some(work),
+            then: Some(then),
             result: None,
             reply,
         });
@@ -133,18 +154,20 @@ trait Pending: Send {
     fn answer(self: Box<Self>, committed: Result<(), &WriteFailed>);
 }
 
-struct Job<T, E, F> {
+struct Job<T, E, F, A> {
     durable: bool,
     work: Option<F>,
+    then: Option<A>,
     result: Option<Result<T, E>>,
     reply: oneshot::Sender<Result<T, E>>,
 }
 
-impl<T, E, F> Pending for Job<T, E, F>
+impl<T, E, F, A> Pending for Job<T, E, F, A>
 where
     T: Send,
     E: From<WriteFailed> + Send,
     F: FnOnce(&WriteTransaction) -> Result<T, E> + Send,
+    A: FnOnce(&Result<T, E>) + Send,
 {
     fn durable(&self) -> bool {
         self.durable
@@ -156,12 +179,15 @@ where
         }
     }
 
-    fn answer(self: Box<Self>, committed: Result<(), &WriteFailed>) {
-        let result = match (committed, self.result) {
+    fn answer(mut self: Box<Self>, committed: Result<(), &WriteFailed>) {
+        let result = match (committed, self.result.take()) {
             (Ok(()), Some(result)) => result,
             (Ok(()), None) => Err(WriteFailed("the write did not run".into()).into()),
             (Err(e), _) => Err(e.clone().into()),
         };
+        if let Some(then) = self.then.take() {
+            then(&result);
+        }
         // The caller may have given up waiting (its timeout): nothing to tell.
         let _ = self.reply.send(result);
     }
