@@ -11,7 +11,9 @@
 # settle). The store file lives under /tmp, on the same disk as a deployment's volume would
 # be here. payguard is pinned to CPU 1, the upstream and bench-load to CPU 0. ROUNDS (3)
 # alternate memory and embedded so drift on a shared machine lands on both; each round's
-# figures are printed, and peak RSS (VmHWM) of payguard over its whole life.
+# figures are printed, with payguard's CPU per request over the measured load (on-CPU time of
+# all its threads from /proc/PID/schedstat, and the system share from /proc/PID/stat's ticks),
+# and peak RSS (VmHWM) of payguard over its whole life.
 #
 # Output: bench/out/keyed/ (git-ignored): one JSON line per run in runs.jsonl, and table.md.
 set -euo pipefail
@@ -62,6 +64,14 @@ load() {
     --requests "$1" --connections "$CONNS" --method POST --keyed
 }
 
+# payguard's CPU so far, all threads: [on-CPU ns (schedstat), user ticks, system ticks].
+cpu_of() {
+  local run user sys
+  read -r run _ </proc/"$1"/schedstat
+  read -r user sys < <(awk '{print $14, $15}' /proc/"$1"/stat)
+  printf '[%s,%s,%s]' "$run" "$user" "$sys"
+}
+
 for ((round = 1; round <= ROUNDS; round++)); do
   for store in memory embedded; do
     rm -rf "$WORK/store"
@@ -70,12 +80,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
     PIDS[payguard]=$!
     wait_port "$PORT" "${PIDS[payguard]}" payguard "$WORK/$store.log"
     load "$WARMUP_REQUESTS" >/dev/null
+    before="$(cpu_of "${PIDS[payguard]}")"
     result="$(load "$REQUESTS")"
+    after="$(cpu_of "${PIDS[payguard]}")"
     rss="$(awk '/^VmHWM:/ {print $2}' "/proc/${PIDS[payguard]}/status")"
     stop_pid "${PIDS[payguard]}"
     unset "PIDS[payguard]"
-    printf '{"round":%s,"store":"%s","peak_rss_kib":%s,"load":%s}\n' \
-      "$round" "$store" "$rss" "$result" | tee -a "$OUT/runs.jsonl" >&2
+    printf '{"round":%s,"store":"%s","peak_rss_kib":%s,"cpu_before":%s,"cpu_after":%s,"load":%s}\n' \
+      "$round" "$store" "$rss" "$before" "$after" "$result" | tee -a "$OUT/runs.jsonl" >&2
   done
 done
 
@@ -85,11 +97,13 @@ runs = [json.loads(l) for l in open(sys.argv[1])]
 conns, n = sys.argv[2], sys.argv[3]
 print(f"{n} keyed POSTs per run, {conns} in flight; latency in ms as bench-load measured it")
 print()
-print("| round | store | p50 | p90 | p99 | max | req/s | non-2xx | errors | peak RSS MiB |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| round | store | p50 | p90 | p99 | max | req/s | CPU µs/request | of it system | non-2xx | errors | peak RSS MiB |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for r in runs:
-    l = r["load"]
-    print(f"| {r['round']} | {r['store']} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['max_ms']:.2f} | {l['rps']:,.0f} | {l['non_2xx']} | {l['errors']} | {r['peak_rss_kib'] / 1024:.1f} |")
+    l, (run0, u0, s0), (run1, u1, s1) = r["load"], r["cpu_before"], r["cpu_after"]
+    cpu = (run1 - run0) / 1000 / int(n)
+    system = (s1 - s0) / max((u1 - u0) + (s1 - s0), 1)
+    print(f"| {r['round']} | {r['store']} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['max_ms']:.2f} | {l['rps']:,.0f} | {cpu:.1f} | {system:.0%} | {l['non_2xx']} | {l['errors']} | {r['peak_rss_kib'] / 1024:.1f} |")
 med = lambda store, k: statistics.median(r["load"][k] for r in runs if r["store"] == store)
 print()
 for k in ("p50_ms", "p99_ms"):

@@ -1,7 +1,11 @@
-//! The far side of a claim: [`Guard::finish`] stores the final response under the claimed key
-//! (or releases the key when the response is not one to keep) and wakes the duplicates
-//! waiting on it; dropping a guard unfinished releases the key. Also how a stored response is
-//! replayed.
+//! The far side of a claim: [`Guard::finish`] reads the final response and hands back a
+//! [`Storing`], which stores it under the claimed key and wakes the duplicates waiting on it
+//! (or releases the key when the response is not one to keep); dropping either unfinished
+//! releases the key. Also how a stored response is replayed.
+//!
+//! Reading and storing are two steps so the request path can make the store's write while
+//! the journal makes its own: on the embedded store both then share one commit, one fsync,
+//! instead of waiting for one after the other.
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
@@ -75,32 +79,30 @@ impl Guard {
         self.bound_until
     }
 
-    /// Stores the response when it is final and small enough, then wakes duplicates. Returns
-    /// the response to send (rebuilt from the buffered body when it was stored). The body is
-    /// read within what is left of the request's `deadline`.
+    /// Reads the response whole when it is final and small enough to keep, and returns it
+    /// with the [`Storing`] that keeps it, which the caller must await before the app is
+    /// answered; otherwise releases the key. The body is read within what is left of the
+    /// request's `deadline`.
     pub async fn finish(
         mut self,
         m: &IdempotencyMetrics,
         response: Response<ProxyBody>,
         deadline: tokio::time::Instant,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let idem = self.owner.clone();
-        let settings = &idem.0.settings;
+    ) -> Result<(Response<ProxyBody>, Option<Storing>), ProxyError> {
+        let settings = &self.owner.0.settings;
+        let max_stored_body = settings.max_stored_body;
         let length = response
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        let fits = length.is_some_and(|l| l <= settings.max_stored_body);
+        let fits = length.is_some_and(|l| l <= max_stored_body);
         if !self.profile.saves(response.status()) || !fits {
             self.release(m).await;
-            return Ok(response);
+            return Ok((response, None));
         }
         let (parts, body) = response.into_parts();
-        let read = tokio::time::timeout_at(
-            deadline,
-            Limited::new(body, settings.max_stored_body).collect(),
-        )
-        .await;
+        let read = tokio::time::timeout_at(deadline, Limited::new(body, max_stored_body).collect())
+            .await;
         let bytes = match read {
             Ok(Ok(collected)) => collected.to_bytes(),
             // The provider answered, but the app cannot be given the answer: for all it
@@ -129,17 +131,11 @@ impl Guard {
                 .collect(),
             body: bytes.to_vec(),
         };
-        let expires = after(idem.now_ms(), self.ttl);
-        let complete = idem
-            .0
-            .store
-            .complete(&self.record, self.claim, stored, expires);
-        let _ = idem.op(m, "complete", complete).await;
-        // Only now is the claim settled: were this future dropped earlier (the app hung up),
-        // Drop would still release the key.
-        self.finished = true;
-        idem.wake(&self.record);
-        Ok(Response::from_parts(parts, full(bytes)))
+        let storing = Storing {
+            guard: self,
+            stored,
+        };
+        Ok((Response::from_parts(parts, full(bytes)), Some(storing)))
     }
 
     async fn release(&mut self, m: &IdempotencyMetrics) {
@@ -149,6 +145,29 @@ impl Guard {
             .await;
         self.finished = true;
         idem.wake(&self.record);
+    }
+}
+
+/// A final response read whole, to be kept under its guard's key.
+pub struct Storing {
+    guard: Guard,
+    stored: StoredResponse,
+}
+
+impl Storing {
+    /// Stores the response (the write is made when this is first polled) and wakes the
+    /// duplicates waiting on the key. A store failure is counted and logged by the store's
+    /// metrics; the app still gets its answer.
+    pub async fn store(self, m: &IdempotencyMetrics) {
+        let Storing { mut guard, stored } = self;
+        let idem = guard.owner.clone();
+        let expires = after(idem.now_ms(), guard.ttl);
+        let complete = idem.0.store.complete(&guard.record, guard.claim, stored, expires);
+        let _ = idem.op(m, "complete", complete).await;
+        // Only now is the claim settled: were this future dropped earlier (the app hung up),
+        // the guard's Drop would still release the key.
+        guard.finished = true;
+        idem.wake(&guard.record);
     }
 }
 

@@ -185,12 +185,15 @@ impl ProxyState {
         } = admitted;
         let m = &self.metrics.idempotency;
         let verdict = Verdict::of(&finished.outcome, facts);
-        let result = match (finished.outcome, guard) {
-            (Ok(response), Some(guard)) => guard.finish(m, response, deadline).await,
-            (Ok(response), None) => Ok(response),
+        let (result, storing) = match (finished.outcome, guard) {
+            (Ok(response), Some(guard)) => match guard.finish(m, response, deadline).await {
+                Ok((response, storing)) => (Ok(response), storing),
+                Err(e) => (Err(e), None),
+            },
+            (Ok(response), None) => (Ok(response), None),
             // Dropping the guard releases the key: the outcome is unknown, so the app's retry
             // must reach the provider, which is the authority on what happened.
-            (Err(e), _) => Err(ProxyError::from(e)),
+            (Err(e), _) => (Err(ProxyError::from(e)), None),
         };
         let result = match verdict {
             Verdict::NothingSent => self.earlier_doubt(ticket.as_ref(), result).await,
@@ -203,12 +206,22 @@ impl ProxyState {
             }
             (_, verdict) => verdict,
         };
+        // The response is stored while the journal settles, so on the embedded store the two
+        // writes share a commit; the app is answered once both are made.
+        let storing = async {
+            if let Some(storing) = storing {
+                storing.store(m).await;
+            }
+        };
         let (result, verdict) = match ticket {
             Some(ticket) => {
                 let delivered = self.deliver(ticket, result, verdict, finished.attempts, deadline);
-                delivered.await
+                tokio::join!(delivered, storing).0
             }
-            None => (result, verdict),
+            None => {
+                storing.await;
+                (result, verdict)
+            }
         };
         let forwarded = Forwarded {
             result,
