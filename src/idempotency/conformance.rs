@@ -193,6 +193,11 @@ async fn claims_count_toward_the_bound(store: &impl Store) {
     // A released claim makes room; a completion takes the place its claim held.
     store.release(&K, 1).await.unwrap();
     assert_eq!(store.claim(claim_other(2)).await.unwrap(), Claim::Claimed);
-    assert!(store.complete(&other, 2, response("x"), 1000).await.unwrap());
+    assert!(
+        store
+            .complete(&other, 2, response("x"), 1000)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.count().await.unwrap(), 2);
 }

@@ -101,8 +101,8 @@ impl Guard {
             return Ok((response, None));
         }
         let (parts, body) = response.into_parts();
-        let read = tokio::time::timeout_at(deadline, Limited::new(body, max_stored_body).collect())
-            .await;
+        let read =
+            tokio::time::timeout_at(deadline, Limited::new(body, max_stored_body).collect()).await;
         let bytes = match read {
             Ok(Ok(collected)) => collected.to_bytes(),
             // The provider answered, but the app cannot be given the answer: for all it
@@ -162,7 +162,10 @@ impl Storing {
         let Storing { mut guard, stored } = self;
         let idem = guard.owner.clone();
         let expires = after(idem.now_ms(), guard.ttl);
-        let complete = idem.0.store.complete(&guard.record, guard.claim, stored, expires);
+        let complete = idem
+            .0
+            .store
+            .complete(&guard.record, guard.claim, stored, expires);
         let _ = idem.op(m, "complete", complete).await;
         // Only now is the claim settled: were this future dropped earlier (the app hung up),
         // the guard's Drop would still release the key.

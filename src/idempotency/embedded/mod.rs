@@ -19,14 +19,16 @@
 //! commit), and a claim looks at the map and reads the file under the map's lock. So a claim
 //! finds the key in flight, or completed, never neither.
 //!
-//! Reads run on tokio's blocking pool (redb is synchronous). Writes go through the file's one
+//! A claim of a key the file has no record under, the common case, reads nothing: a Bloom
+//! filter of the file's keys says so ([`index`]). Other reads run on tokio's blocking pool
+//! (redb is synchronous). Writes go through the file's one
 //! writer ([`super::writer`]), which commits whatever writes are queued together in one
 //! transaction: concurrent completions (and journal writes) share one fsync instead of
 //! queueing behind each other's.
 
-use std::collections::HashMap;
+mod index;
+
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
@@ -38,43 +40,17 @@ use super::store::{
     BindRequest, Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse,
 };
 use super::writer::{StoreFile, WriteFailed};
+use index::{Index, Indexer, KeyFilter};
 
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 const RECORDS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("records");
 
 pub struct EmbeddedStore {
+    _indexer: Indexer,
     file: StoreFile,
-    claims: Claims,
+    index: Index,
     max_records: usize,
-}
-
-/// A key in flight in this process: who holds it, for what, until when.
-#[derive(Clone, Copy)]
-struct Held {
-    fingerprint: Digest,
-    owner: u128,
-    lease_until: u64,
-}
-
-/// The claims, shared with the writer's after-commit step of a completion.
-#[derive(Clone, Default)]
-struct Claims(Arc<Mutex<HashMap<Digest, Held>>>);
-
-impl Claims {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Digest, Held>> {
-        // Every change replaces or removes a whole entry, so a panic under the lock leaves
-        // the map consistent: keep serving.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Drops `owner`'s claim of `key`; a claim taken over by another owner stays.
-    fn drop_owned(&self, key: &Digest, owner: u128) {
-        let mut claims = self.lock();
-        if claims.get(key).is_some_and(|held| held.owner == owner) {
-            claims.remove(key);
-        }
-    }
 }
 
 /// Whether an encoded record has expired. One that cannot be decoded (written by an
@@ -108,14 +84,29 @@ impl EmbeddedStore {
             .map_err(|e| backend(format!("opening {}: {e}", path.display())))?;
         // Create the table up front so read transactions never meet a missing table.
         let txn = db.begin_write().map_err(backend)?;
-        txn.open_table(RECORDS).map_err(backend)?;
+        let stored = txn
+            .open_table(RECORDS)
+            .map_err(backend)?
+            .len()
+            .map_err(backend)?;
         txn.commit().map_err(backend)?;
         let file = StoreFile::new(db).map_err(|e| backend(format!("starting the writer: {e}")))?;
+        let index = Index::new(max_records, stored as usize);
+        let indexer = Indexer::start(file.db().clone(), RECORDS, index.clone())
+            .map_err(|e| backend(format!("starting the indexer: {e}")))?;
         Ok(EmbeddedStore {
+            _indexer: indexer,
             file,
-            claims: Claims::default(),
+            index,
             max_records,
         })
+    }
+
+    /// Whether the filter of the file's keys is complete, so new keys are claimed without a
+    /// read (for tests: it is built in the background at open).
+    #[cfg(test)]
+    fn indexed(&self) -> bool {
+        self.index.lock().indexed
     }
 
     /// The open file, for other tables kept in it (the resolver's journal): they share its
@@ -145,62 +136,38 @@ impl EmbeddedStore {
         Ok((record, table.len().map_err(backend)? as usize))
     }
 
-    /// Inserts `record` under `key` in the writer's transaction; the insert is the last step,
-    /// so a failure has written nothing (the writer's contract).
-    fn put(txn: &WriteTransaction, key: &Digest, record: &Record) -> Result<(), StoreError> {
+    /// Inserts `record` under `key` in the writer's transaction, and returns how many records
+    /// the table then holds. The insert is the last step that can fail, so a failure has
+    /// written nothing (the writer's contract).
+    fn put(txn: &WriteTransaction, key: &Digest, record: &Record) -> Result<usize, StoreError> {
         let encoded = record.encode()?;
         let mut table = txn.open_table(RECORDS).map_err(backend)?;
         table.insert(key, encoded.as_slice()).map_err(backend)?;
-        Ok(())
+        Ok(table.len().map_err(backend)? as usize)
     }
 }
 
 impl Store for EmbeddedStore {
     fn claim<'a>(&'a self, req: ClaimRequest<'a>) -> StoreFuture<'a, Claim> {
         let (key, now, max, rule) = (*req.key, req.now, self.max_records, req.rule());
-        // A duplicate of a key in flight here is answered from the map, without a read.
-        if let Some(held) = self.claims.lock().get(&key).filter(|h| h.lease_until > now) {
-            let answer = Claim::InFlight {
-                fingerprint: held.fingerprint,
-            };
-            return Box::pin(async move { Ok(answer) });
+        {
+            let mut state = self.index.lock();
+            // A duplicate of a key in flight here, or a key the file has never held, is
+            // answered without a read.
+            let in_flight = state.held.get(&key).filter(|h| h.lease_until > now);
+            if in_flight.is_some() || (state.indexed && !state.filter.may_hold(&key)) {
+                let answer = state.claim(key, None, now, max, rule);
+                return Box::pin(async move { answer });
+            }
         }
-        let claims = self.claims.clone();
+        let index = self.index.clone();
         Box::pin(self.blocking(move |db| {
             // Under the lock from the look to the insert, so two claims cannot both win, and
             // a completion cannot drop its claim between our look at the map and at the file.
-            let mut held = claims.lock();
+            let mut state = index.lock();
             let (in_file, stored) = Self::read(db, &key)?;
-            let live = held.get(&key).filter(|h| h.lease_until > now);
-            let existing = match live {
-                Some(h) => Some(Record::InFlight {
-                    fingerprint: h.fingerprint,
-                    owner: h.owner,
-                    lease_until: h.lease_until,
-                }),
-                // An expired claim of ours is taken over like any expired record.
-                None => in_file,
-            };
-            let (answer, write) = rule(existing);
-            if let Some(Record::InFlight {
-                fingerprint,
-                owner,
-                lease_until,
-            }) = write
-            {
-                // At the bound, refuse; expired records go in the periodic prune, never in a
-                // scan on the request path.
-                if !held.contains_key(&key) && held.len() + stored >= max {
-                    return Err(StoreError::Full(max));
-                }
-                let claim = Held {
-                    fingerprint,
-                    owner,
-                    lease_until,
-                };
-                held.insert(key, claim);
-            }
-            Ok(answer)
+            state.stored = stored;
+            state.claim(key, in_file, now, max, rule)
         }))
     }
 
@@ -211,20 +178,29 @@ impl Store for EmbeddedStore {
         response: StoredResponse,
         expires_at: u64,
     ) -> StoreFuture<'a, bool> {
-        let (key, claims, settled) = (*key, self.claims.clone(), self.claims.clone());
+        let (key, index, settled) = (*key, self.index.clone(), self.index.clone());
         let write = move |txn: &WriteTransaction| {
-            // Only the owner's claim becomes a record; one taken over after its lease ran out
-            // belongs to the newer owner.
-            let fingerprint = match claims.lock().get(&key) {
-                Some(held) if held.owner == owner => held.fingerprint,
-                _ => return Ok(false),
+            let fingerprint = {
+                let mut state = index.lock();
+                // Only the owner's claim becomes a record; one taken over after its lease ran
+                // out belongs to the newer owner.
+                let fingerprint = match state.held.get(&key) {
+                    Some(held) if held.owner == owner => held.fingerprint,
+                    _ => return Ok(false),
+                };
+                // In the filter before the record can be seen; a failed commit leaves a
+                // harmless false "maybe".
+                state.filter.insert(&key);
+                fingerprint
             };
             let record = Record::Completed {
                 fingerprint,
                 response,
                 expires_at,
             };
-            Self::put(txn, &key, &record).map(|()| true)
+            let stored = Self::put(txn, &key, &record)?;
+            index.lock().stored = stored;
+            Ok(true)
         };
         // The claim goes once the record is committed, so claimers always see one of the two.
         let then = move |done: &Result<bool, StoreError>| {
@@ -236,59 +212,78 @@ impl Store for EmbeddedStore {
     }
 
     fn release<'a>(&'a self, key: &'a Digest, owner: u128) -> StoreFuture<'a, ()> {
-        self.claims.drop_owned(key, owner);
+        self.index.drop_owned(key, owner);
         Box::pin(async { Ok(()) })
     }
 
     fn bind<'a>(&'a self, req: BindRequest<'a>) -> StoreFuture<'a, String> {
         let (key, max, rule) = (*req.key, self.max_records, req.rule());
-        let claims = self.claims.clone();
+        let index = self.index.clone();
         Box::pin(self.file.write(true, move |txn| {
-            let (bound, write) = {
+            let (bound, write, is_new) = {
                 let table = txn.open_table(RECORDS).map_err(backend)?;
                 let existing = table.get(&key).map_err(backend)?;
                 let is_new = existing.is_none();
                 let existing = existing.map(|v| Record::decode(v.value())).transpose()?;
-                let stored = table.len().map_err(backend)? as usize;
                 let (bound, write) = rule(existing);
-                if write.is_some() && is_new && stored + claims.lock().len() >= max {
+                (bound, write, is_new)
+            };
+            let Some(record) = write else {
+                return Ok(bound);
+            };
+            {
+                let mut state = index.lock();
+                if is_new && state.stored + state.held.len() >= max {
                     return Err(StoreError::Full(max));
                 }
-                (bound, write)
-            };
-            if let Some(record) = write {
-                Self::put(txn, &key, &record)?;
+                state.filter.insert(&key);
             }
+            let stored = Self::put(txn, &key, &record)?;
+            index.lock().stored = stored;
             Ok(bound)
         }))
     }
 
     fn prune(&self, now: u64) -> StoreFuture<'_, usize> {
         let dropped = {
-            let mut claims = self.claims.lock();
-            let before = claims.len();
-            claims.retain(|_, held| held.lease_until > now);
-            before - claims.len()
+            let mut state = self.index.lock();
+            let before = state.held.len();
+            state.held.retain(|_, held| held.lease_until > now);
+            before - state.held.len()
         };
+        let (index, max) = (self.index.clone(), self.max_records);
         // Durable, as it was alone: a pruned record must not come back after a crash half way.
         Box::pin(self.file.write(true, move |txn| {
             let mut table = txn.open_table(RECORDS).map_err(backend)?;
             let before = table.len().map_err(backend)?;
-            table.retain(|_, v| !expired(v, now)).map_err(backend)?;
-            Ok(dropped + (before - table.len().map_err(backend)?) as usize)
+            // The filter is rebuilt from the records kept, which clears the deleted keys. Should
+            // the commit fail, the expired records it leaves are ones a claim treats as absent.
+            let mut filter = KeyFilter::new(max);
+            table
+                .retain(|key, v| {
+                    let keep = !expired(v, now);
+                    if keep {
+                        filter.insert(key);
+                    }
+                    keep
+                })
+                .map_err(backend)?;
+            let after = table.len().map_err(backend)?;
+            let mut state = index.lock();
+            (state.filter, state.indexed, state.stored) = (filter, true, after as usize);
+            Ok(dropped + (before - after) as usize)
         }))
     }
 
     fn count(&self) -> StoreFuture<'_, usize> {
-        let claims = self.claims.clone();
+        let index = self.index.clone();
         Box::pin(self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(RECORDS).map_err(backend)?;
-            Ok(table.len().map_err(backend)? as usize + claims.lock().len())
+            Ok(table.len().map_err(backend)? as usize + index.lock().held.len())
         }))
     }
 }
 
 #[cfg(test)]
-#[path = "embedded_tests.rs"]
 mod tests;

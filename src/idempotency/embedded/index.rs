@@ -1,0 +1,240 @@
+//! What the embedded store keeps in memory beside its file: the claims of this process, and a
+//! Bloom filter of the keys the file holds records under.
+//!
+//! Claims live only here (see the parent module for why that is safe). The filter exists so a
+//! claim of a key the file has never seen, which is what almost every new payment is, can be
+//! answered without reading the file: a read runs on tokio's blocking pool, and the hop there
+//! and back cost a keyed POST more than half a millisecond with 32 in flight. A filter can
+//! only err one way, so a "maybe" just means the claim reads the file as it always did.
+//!
+//! The filter is kept true by the writer: a record's key goes in before the transaction that
+//! writes it commits, and the periodic prune rebuilds it from the records it keeps. At open it
+//! is built in the background from the file ([`Indexer`]); until that scan ends, claims read
+//! the file. Keys that were deleted stay in the filter until the next prune: a false "maybe".
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::super::fingerprint::Digest;
+use super::super::store::{Claim, Record, StoreError};
+
+/// A key in flight in this process: who holds it, for what, until when.
+#[derive(Clone, Copy)]
+pub struct Held {
+    pub fingerprint: Digest,
+    pub owner: u128,
+    pub lease_until: u64,
+}
+
+/// A Bloom filter over record keys. The keys are SHA-256 digests, uniformly random already,
+/// so its probe positions are taken from the key's own bytes instead of hashing it again.
+pub struct KeyFilter {
+    words: Vec<u64>,
+}
+
+/// 10 bits and 7 probes per key: about 1% false positives at capacity.
+const BITS_PER_KEY: usize = 10;
+const PROBES: u64 = 7;
+
+impl KeyFilter {
+    /// Sized for `capacity` keys (the store's `max_records`): 1.25 MB per million.
+    pub fn new(capacity: usize) -> KeyFilter {
+        let words = (capacity.max(64) * BITS_PER_KEY).div_ceil(64);
+        KeyFilter {
+            words: vec![0; words],
+        }
+    }
+
+    fn bits(&self) -> u64 {
+        self.words.len() as u64 * 64
+    }
+
+    pub fn insert(&mut self, key: &Digest) {
+        for bit in probes(key, self.bits()) {
+            self.words[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    /// False only when `key` was never inserted.
+    pub fn may_hold(&self, key: &Digest) -> bool {
+        probes(key, self.bits()).all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// The key's probe positions among `bits`, by double hashing on two words of the digest.
+fn probes(key: &Digest, bits: u64) -> impl Iterator<Item = usize> {
+    let word = |i: usize| u64::from_le_bytes(key[i..i + 8].try_into().unwrap_or([0; 8]));
+    let (a, b) = (word(0), word(8) | 1);
+    (0..PROBES).map(move |i| (a.wrapping_add(i.wrapping_mul(b)) % bits) as usize)
+}
+
+pub struct State {
+    pub held: HashMap<Digest, Held>,
+    pub filter: KeyFilter,
+    /// Whether `filter` covers the whole file yet.
+    pub indexed: bool,
+    /// Records in the file after the last write: the bound, checked without a read.
+    pub stored: usize,
+}
+
+impl State {
+    /// The claim rule over this process's claim of `key` or, without a live one, the file's
+    /// record; a new claim is refused at the bound. Expired records go in the periodic prune,
+    /// never in a scan on the request path.
+    pub fn claim(
+        &mut self,
+        key: Digest,
+        in_file: Option<Record>,
+        now: u64,
+        max: usize,
+        rule: impl FnOnce(Option<Record>) -> (Claim, Option<Record>),
+    ) -> Result<Claim, StoreError> {
+        let live = self.held.get(&key).filter(|h| h.lease_until > now);
+        let existing = match live {
+            Some(h) => Some(Record::InFlight {
+                fingerprint: h.fingerprint,
+                owner: h.owner,
+                lease_until: h.lease_until,
+            }),
+            // An expired claim of ours is taken over like any expired record.
+            None => in_file,
+        };
+        let (answer, write) = rule(existing);
+        if let Some(Record::InFlight {
+            fingerprint,
+            owner,
+            lease_until,
+        }) = write
+        {
+            if !self.held.contains_key(&key) && self.held.len() + self.stored >= max {
+                return Err(StoreError::Full(max));
+            }
+            let held = Held {
+                fingerprint,
+                owner,
+                lease_until,
+            };
+            self.held.insert(key, held);
+        }
+        Ok(answer)
+    }
+}
+
+/// The state, shared by the store, its writer's jobs and the indexer.
+#[derive(Clone)]
+pub struct Index(Arc<Mutex<State>>);
+
+impl Index {
+    pub fn new(capacity: usize, stored: usize) -> Index {
+        Index(Arc::new(Mutex::new(State {
+            held: HashMap::new(),
+            filter: KeyFilter::new(capacity),
+            indexed: false,
+            stored,
+        })))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change replaces or removes whole values, so a panic under the lock leaves the
+        // state consistent: keep serving.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops `owner`'s claim of `key`; a claim taken over by another owner stays.
+    pub fn drop_owned(&self, key: &Digest, owner: u128) {
+        let mut state = self.lock();
+        if state.held.get(key).is_some_and(|held| held.owner == owner) {
+            state.held.remove(key);
+        }
+    }
+}
+
+/// The background scan that fills the filter from the file at open. Dropped, it stops and is
+/// joined, so the file can be reopened as soon as the store is gone.
+pub struct Indexer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Indexer {
+    pub fn start(
+        db: Arc<Database>,
+        table: TableDefinition<'static, &'static [u8; 32], &'static [u8]>,
+        index: Index,
+    ) -> std::io::Result<Indexer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("payguard-redb-index".into())
+            .spawn(move || {
+                if let Err(e) = scan(&db, table, &index, &stopping) {
+                    // Claims keep reading the file: slower, never wrong.
+                    tracing::warn!(error = %e, "could not index the idempotency store's keys");
+                }
+            })?;
+        Ok(Indexer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Inserts every key of a snapshot of the file, a chunk per lock. Keys written after the
+/// snapshot was taken were inserted by their own writes.
+fn scan(
+    db: &Database,
+    table: TableDefinition<'static, &'static [u8; 32], &'static [u8]>,
+    index: &Index,
+    stop: &AtomicBool,
+) -> Result<(), redb::Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(table)?;
+    let mut chunk = Vec::with_capacity(1024);
+    for row in table.iter()? {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        chunk.push(*row?.0.value());
+        if chunk.len() == chunk.capacity() {
+            let mut state = index.lock();
+            chunk.drain(..).for_each(|key| state.filter.insert(&key));
+        }
+    }
+    let mut state = index.lock();
+    chunk.iter().for_each(|key| state.filter.insert(key));
+    state.indexed = true;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u64) -> Digest {
+        crate::idempotency::fingerprint::record_key(&[7; 32], &i.to_le_bytes())
+    }
+
+    #[test]
+    fn the_filter_never_forgets_and_rarely_imagines() {
+        let mut filter = KeyFilter::new(10_000);
+        (0..10_000).for_each(|i| filter.insert(&key(i)));
+        assert!((0..10_000).all(|i| filter.may_hold(&key(i))));
+        let imagined = (10_000..110_000)
+            .filter(|&i| filter.may_hold(&key(i)))
+            .count();
+        assert!(imagined < 2_000, "{imagined} false positives in 100,000");
+    }
+}
