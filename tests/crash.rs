@@ -1,6 +1,8 @@
 //! A real `kill -9` of payguard mid-request: after a restart on the same embedded store, the
-//! app's retry with the same key takes the key over once the dead process's lease runs out,
-//! resends under that key, and the provider deduplicates it. Exactly one effect.
+//! app's retry with the same key finds no claim (claims do not outlive their process) and is
+//! forwarded under that key at once. While the provider still runs the first request it
+//! answers "in use", which payguard passes on as "outcome unknown, retry with the same key";
+//! the next retry gets the provider's answer. Exactly one effect.
 
 mod support;
 
@@ -52,7 +54,7 @@ async fn a_payment_in_flight_when_payguard_is_killed_is_charged_once() {
 
     let second = spawn_payguard(&file).await;
     let retry_url = format!("http://{}/v1/payment_intents", second.proxy);
-    let reply = until_not_in_use(|| {
+    let reply = until_settled(|| {
         let mut r = request();
         *r.uri_mut() = retry_url.parse().unwrap();
         send(r)

@@ -140,10 +140,12 @@ pub async fn post_form(url: &str, form: &str) -> Reply {
     send(request).await
 }
 
-/// Repeats `attempt` while it is answered 409 (a killed process's claim holds the key until
-/// its lease runs out, or the provider still holds the first request), for up to 20 s; returns
-/// the last reply.
-pub async fn until_not_in_use<F, Fut>(mut attempt: F) -> Reply
+/// Repeats `attempt` while its answer tells the app to try again with the same key, as an
+/// SDK would, for up to 20 s; returns the last reply. Those answers are 409 (another request
+/// holds the key: a killed process's claim until its lease runs out, or the provider still
+/// running the first request) and payguard's "outcome unknown" (for instance the provider's
+/// 409 passed on once payguard's own retries ran out).
+pub async fn until_settled<F, Fut>(mut attempt: F) -> Reply
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Reply>,
@@ -151,7 +153,10 @@ where
     let started = std::time::Instant::now();
     loop {
         let reply = attempt().await;
-        if reply.status != 409 || started.elapsed() > std::time::Duration::from_secs(20) {
+        let unknown = reply.status.is_server_error()
+            && reply.json()["error"]["code"] == "payguard_outcome_unknown";
+        let again = reply.status == 409 || unknown;
+        if !again || started.elapsed() > std::time::Duration::from_secs(20) {
             return reply;
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -10,7 +10,7 @@ use payguard_double::{self as double, DoubleConfig, EffectKind, Fault};
 
 use super::process::Process;
 use super::replicas::{admin, metric, post, wait_ready};
-use super::until_not_in_use;
+use super::until_settled;
 
 /// Three replicas and the directory of their config.
 pub type Started = (Vec<Process>, tempfile::TempDir);
@@ -231,7 +231,7 @@ pub async fn a_killed_replicas_request_is_taken_over(
         "the app saw the connection die"
     );
 
-    let reply = until_not_in_use(|| post(&replicas[1], Some("kill-key-1"), form)).await;
+    let reply = until_settled(|| post(&replicas[1], Some("kill-key-1"), form)).await;
     assert_eq!(
         reply.status,
         200,

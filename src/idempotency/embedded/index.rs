@@ -39,11 +39,15 @@ pub struct KeyFilter {
 /// 10 bits and 7 probes per key: about 1% false positives at capacity.
 const BITS_PER_KEY: usize = 10;
 const PROBES: u64 = 7;
+/// The most keys a filter is sized for: 10 MB.
+const MAX_KEYS: usize = 8_000_000;
 
 impl KeyFilter {
-    /// Sized for `capacity` keys (the store's `max_records`): 1.25 MB per million.
+    /// Sized for `capacity` keys (the store's `max_records`): 1.25 MB per million, and at most
+    /// [`MAX_KEYS`]' worth, so a huge `max_records` cannot take the memory a sidecar has.
+    /// Past its size the filter says "maybe" more often, and claims read the file more.
     pub fn new(capacity: usize) -> KeyFilter {
-        let words = (capacity.max(64) * BITS_PER_KEY).div_ceil(64);
+        let words = (capacity.clamp(64, MAX_KEYS) * BITS_PER_KEY).div_ceil(64);
         KeyFilter {
             words: vec![0; words],
         }
