@@ -6,7 +6,8 @@ use std::sync::mpsc;
 
 use super::{StoreFile, WriteFailed};
 use crate::idempotency::embedded::EmbeddedStore;
-use crate::idempotency::store::{Claim, ClaimRequest, Store, StoredResponse};
+use crate::idempotency::embedded::tests::claim_of as claim;
+use crate::idempotency::store::{Claim, Store, StoredResponse};
 use crate::journal::embedded::EmbeddedJournal;
 use crate::journal::{Entry, JournalStore};
 use crate::journal::{JournalError, Write};
@@ -17,16 +18,6 @@ fn key(i: usize) -> [u8; 32] {
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&(i as u64).to_be_bytes());
     key
-}
-
-fn claim(key: &[u8; 32], owner: u128) -> ClaimRequest<'_> {
-    ClaimRequest {
-        key,
-        fingerprint: &[1; 32],
-        owner,
-        lease_until: u64::MAX,
-        now: 0,
-    }
 }
 
 fn response(i: usize) -> StoredResponse {

@@ -289,4 +289,4 @@ impl Store for EmbeddedStore {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -121,7 +121,8 @@ async fn records_survive_reopening_the_file() {
     );
 }
 
-fn claim_of(key: &[u8; 32], owner: u128) -> ClaimRequest<'_> {
+/// A claim of `key` by `owner` whose lease never ends (also the writer's tests').
+pub(crate) fn claim_of(key: &[u8; 32], owner: u128) -> ClaimRequest<'_> {
     ClaimRequest {
         key,
         fingerprint: &[1; 32],
