@@ -20,6 +20,7 @@
 //! made readable by its owner only.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -78,11 +79,17 @@ fn restrict(path: &Path) -> Result<(), JournalError> {
         .map_err(|e| backend(format!("making {} private: {e}", path.display())))
 }
 
-impl JournalStore for EmbeddedJournal {
-    fn update(&self, id: Id, durable: bool, change: Change) -> JournalFuture<'_, Option<Entry>> {
+impl EmbeddedJournal {
+    /// The change, queued for the writer now; the future owns nothing of `self`.
+    fn write(
+        &self,
+        id: Id,
+        durable: bool,
+        change: Change,
+    ) -> impl Future<Output = Result<Option<Entry>, JournalError>> + Send + 'static {
         let max = self.max_entries;
         // The change's one insert or remove is its last step: a failure has written nothing.
-        Box::pin(self.file.write(durable, move |txn| {
+        self.file.write(durable, move |txn| {
             let after = {
                 let mut table = txn.open_table(JOURNAL).map_err(backend)?;
                 let existing = table
@@ -109,7 +116,22 @@ impl JournalStore for EmbeddedJournal {
                 }
             };
             Ok(after)
-        }))
+        })
+    }
+}
+
+impl JournalStore for EmbeddedJournal {
+    fn update(&self, id: Id, durable: bool, change: Change) -> JournalFuture<'_, Option<Entry>> {
+        Box::pin(self.write(id, durable, change))
+    }
+
+    fn update_owned(
+        self: Arc<Self>,
+        id: Id,
+        durable: bool,
+        change: Change,
+    ) -> JournalFuture<'static, Option<Entry>> {
+        Box::pin(self.write(id, durable, change))
     }
 
     fn list(&self) -> JournalFuture<'_, Vec<(Id, Entry)>> {

@@ -46,8 +46,23 @@ impl Journal {
     }
 
     /// Writes the open entry durably. An app's retry of an unresolved request reopens its
-    /// entry, keeping its history.
-    pub(super) async fn open(&self, id: Id, opening: Opening) -> Result<(), JournalError> {
+    /// entry, keeping its history. The write is started before this returns (queued, on the
+    /// embedded store), and the future that reports it owns what it needs, so a task of its
+    /// own can see it through.
+    pub(super) fn open(
+        &self,
+        id: Id,
+        opening: Opening,
+    ) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
+        let write = self.open_write(id, opening);
+        async move { write?.await.map(drop) }
+    }
+
+    fn open_write(
+        &self,
+        id: Id,
+        opening: Opening,
+    ) -> Result<super::store::JournalFuture<'static, Option<super::Entry>>, JournalError> {
         let now = self.now_ms();
         let payload = match &opening.payload {
             Some(p) => Some(self.sealer.seal(&id, p)?),
@@ -76,7 +91,7 @@ impl Journal {
             }
             Write::Put(Box::new(entry))
         });
-        self.store.update(id, true, change).await.map(drop)
+        Ok(self.store.clone().update_owned(id, true, change))
     }
 
     /// Applies a request's verdict to its entry: a definitive answer deletes it (or resolves

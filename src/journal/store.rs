@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Entry, Id};
@@ -43,6 +44,20 @@ pub trait JournalStore: Send + Sync {
     /// crash (see the embedded backend for which is which). A new entry beyond the bound
     /// fails with [`JournalError::Full`].
     fn update(&self, id: Id, durable: bool, change: Change) -> JournalFuture<'_, Option<Entry>>;
+    /// [`Self::update`] as a future that owns what it needs, so it can outlive the caller
+    /// (a task of its own). A backend whose writes queue when called (embedded) queues it
+    /// here, before the future is first polled; the others start it when it is.
+    fn update_owned(
+        self: Arc<Self>,
+        id: Id,
+        durable: bool,
+        change: Change,
+    ) -> JournalFuture<'static, Option<Entry>>
+    where
+        Self: 'static,
+    {
+        Box::pin(async move { self.update(id, durable, change).await })
+    }
     /// Every entry, in no particular order.
     fn list(&self) -> JournalFuture<'_, Vec<(Id, Entry)>>;
     /// Takes the resolver's lease on `id` for `ttl`: whether this process may act on the

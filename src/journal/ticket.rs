@@ -62,10 +62,11 @@ impl Ticket {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Called before each attempt leaves: the first call writes the entry durably (in a task
-    /// of its own, so a request cancelled meanwhile cannot leave a half-known write behind)
-    /// and waits for it; every call marks the request as sent. A journal failure is logged and
-    /// the request goes on: the provider still deduplicates it, only the resolver will not know.
+    /// Called before each attempt leaves: the first call writes the entry durably (seen
+    /// through by a task of its own, so a request cancelled meanwhile cannot leave a
+    /// half-known write behind) and waits for it; every call marks the request as sent. A
+    /// journal failure is logged and the request goes on: the provider still deduplicates
+    /// it, only the resolver will not know.
     pub async fn before_send(&self) {
         let mut written = {
             let mut phase = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
@@ -78,9 +79,11 @@ impl Ticket {
                     else {
                         return;
                     };
-                    let (journal, id) = (self.journal.clone(), self.id);
+                    // Started here, so the write is queued before this task yields; the
+                    // spawned task only waits for it.
+                    let write = self.journal.open(self.id, *opening);
                     tokio::spawn(async move {
-                        if let Err(e) = journal.open(id, *opening).await {
+                        if let Err(e) = write.await {
                             tracing::warn!(error = %e, "could not journal a request; it will not be resolved if it ends unresolved");
                         }
                         let _ = tx.send(true);
