@@ -11,8 +11,8 @@
 //!   finds no claim and is forwarded under the same key, which the provider deduplicates.
 //!   So claims never touch the file. They are kept in a map in this process, which is the
 //!   file's only user (redb locks it), so the map sees every claim there is. A keyed request
-//!   then costs one read of the file and one durable write (its completion), not three
-//!   transactions, and a release or a duplicate that finds the key in flight costs none.
+//!   then costs one durable write (its completion) where it cost three transactions, and a
+//!   release or a duplicate that finds the key in flight costs none.
 //!
 //! A claim and the file must agree on what a claimer sees: a completion commits its record
 //! first and drops the claim only once the record is visible (on the writer, right after the
@@ -21,10 +21,9 @@
 //!
 //! A claim of a key the file has no record under, the common case, reads nothing: a Bloom
 //! filter of the file's keys says so ([`index`]). Other reads run on tokio's blocking pool
-//! (redb is synchronous). Writes go through the file's one
-//! writer ([`super::writer`]), which commits whatever writes are queued together in one
-//! transaction: concurrent completions (and journal writes) share one fsync instead of
-//! queueing behind each other's.
+//! (redb is synchronous). Writes go through the file's one writer ([`super::writer`]), which
+//! commits whatever writes are queued together in one transaction: concurrent completions
+//! (and journal writes) share one fsync instead of queueing behind each other's.
 
 mod index;
 
@@ -47,6 +46,7 @@ const CACHE_BYTES: usize = 4 * 1024 * 1024;
 const RECORDS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("records");
 
 pub struct EmbeddedStore {
+    /// Dropped first: it stops its scan and lets go of the file before the writer does.
     _indexer: Indexer,
     file: StoreFile,
     index: Index,
