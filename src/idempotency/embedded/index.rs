@@ -17,18 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::super::fingerprint::Digest;
-use super::super::store::{Claim, Record, StoreError};
-
-/// A key in flight in this process: who holds it, for what, until when.
-#[derive(Clone, Copy)]
-pub struct Held {
-    pub fingerprint: Digest,
-    pub owner: u128,
-    pub lease_until: u64,
-}
+use super::super::store::{Claim, Record, StoreError, owns};
+use super::RECORDS;
 
 /// A Bloom filter over record keys. The keys are SHA-256 digests, uniformly random already,
 /// so its probe positions are taken from the key's own bytes instead of hashing it again.
@@ -77,7 +70,8 @@ fn probes(key: &Digest, bits: u64) -> impl Iterator<Item = usize> {
 }
 
 pub struct State {
-    pub held: HashMap<Digest, Held>,
+    /// This process's claims: every `Record::InFlight` there is.
+    pub held: HashMap<Digest, Record>,
     pub filter: KeyFilter,
     /// Whether `filter` covers the whole file yet.
     pub indexed: bool,
@@ -86,7 +80,7 @@ pub struct State {
 }
 
 impl State {
-    /// The claim rule over this process's claim of `key` or, without a live one, the file's
+    /// The claim rule over this process's live claim of `key` or, without one, the file's
     /// record; a new claim is refused at the bound. Expired records go in the periodic prune,
     /// never in a scan on the request path.
     pub fn claim(
@@ -97,32 +91,14 @@ impl State {
         max: usize,
         rule: impl FnOnce(Option<Record>) -> (Claim, Option<Record>),
     ) -> Result<Claim, StoreError> {
-        let live = self.held.get(&key).filter(|h| h.lease_until > now);
-        let existing = match live {
-            Some(h) => Some(Record::InFlight {
-                fingerprint: h.fingerprint,
-                owner: h.owner,
-                lease_until: h.lease_until,
-            }),
-            // An expired claim of ours is taken over like any expired record.
-            None => in_file,
-        };
-        let (answer, write) = rule(existing);
-        if let Some(Record::InFlight {
-            fingerprint,
-            owner,
-            lease_until,
-        }) = write
-        {
+        // An expired claim of ours is taken over like any expired record.
+        let live = self.held.get(&key).filter(|r| !r.expired(now)).cloned();
+        let (answer, write) = rule(live.or(in_file));
+        if let Some(claim) = write {
             if !self.held.contains_key(&key) && self.held.len() + self.stored >= max {
                 return Err(StoreError::Full(max));
             }
-            let held = Held {
-                fingerprint,
-                owner,
-                lease_until,
-            };
-            self.held.insert(key, held);
+            self.held.insert(key, claim);
         }
         Ok(answer)
     }
@@ -151,7 +127,7 @@ impl Index {
     /// Drops `owner`'s claim of `key`; a claim taken over by another owner stays.
     pub fn drop_owned(&self, key: &Digest, owner: u128) {
         let mut state = self.lock();
-        if state.held.get(key).is_some_and(|held| held.owner == owner) {
+        if owns(state.held.get(key), owner) {
             state.held.remove(key);
         }
     }
@@ -165,17 +141,13 @@ pub struct Indexer {
 }
 
 impl Indexer {
-    pub fn start(
-        db: Arc<Database>,
-        table: TableDefinition<'static, &'static [u8; 32], &'static [u8]>,
-        index: Index,
-    ) -> std::io::Result<Indexer> {
+    pub fn start(db: Arc<Database>, index: Index) -> std::io::Result<Indexer> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
             .name("payguard-redb-index".into())
             .spawn(move || {
-                if let Err(e) = scan(&db, table, &index, &stopping) {
+                if let Err(e) = scan(&db, &index, &stopping) {
                     // Claims keep reading the file: slower, never wrong.
                     tracing::warn!(error = %e, "could not index the idempotency store's keys");
                 }
@@ -198,14 +170,9 @@ impl Drop for Indexer {
 
 /// Inserts every key of a snapshot of the file, a chunk per lock. Keys written after the
 /// snapshot was taken were inserted by their own writes.
-fn scan(
-    db: &Database,
-    table: TableDefinition<'static, &'static [u8; 32], &'static [u8]>,
-    index: &Index,
-    stop: &AtomicBool,
-) -> Result<(), redb::Error> {
+fn scan(db: &Database, index: &Index, stop: &AtomicBool) -> Result<(), redb::Error> {
     let txn = db.begin_read()?;
-    let table = txn.open_table(table)?;
+    let table = txn.open_table(RECORDS)?;
     let mut chunk = Vec::with_capacity(1024);
     for row in table.iter()? {
         if stop.load(Ordering::Relaxed) {

@@ -35,6 +35,7 @@ use redb::{
 };
 
 use super::fingerprint::Digest;
+use super::store::decide_complete;
 use super::store::{
     BindRequest, Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse,
 };
@@ -95,7 +96,7 @@ impl EmbeddedStore {
         txn.commit().map_err(backend)?;
         let file = StoreFile::new(db).map_err(|e| backend(format!("starting the writer: {e}")))?;
         let index = Index::new(max_records, stored as usize);
-        let indexer = Indexer::start(file.db().clone(), RECORDS, index.clone())
+        let indexer = Indexer::start(file.db().clone(), index.clone())
             .map_err(|e| backend(format!("starting the indexer: {e}")))?;
         Ok(EmbeddedStore {
             _indexer: indexer,
@@ -130,13 +131,11 @@ impl EmbeddedStore {
             .map_err(|e| backend(format!("store task failed: {e}")))?
     }
 
-    /// The record under `key` in the file, and how many records the file holds.
-    fn read(db: &Database, key: &Digest) -> Result<(Option<Record>, usize), StoreError> {
+    fn read(db: &Database, key: &Digest) -> Result<Option<Record>, StoreError> {
         let txn = db.begin_read().map_err(backend)?;
         let table = txn.open_table(RECORDS).map_err(backend)?;
         let value = table.get(key).map_err(backend)?;
-        let record = value.map(|v| Record::decode(v.value())).transpose()?;
-        Ok((record, table.len().map_err(backend)? as usize))
+        value.map(|v| Record::decode(v.value())).transpose()
     }
 
     /// Inserts `record` under `key` in the writer's transaction, and returns how many records
@@ -157,7 +156,7 @@ impl Store for EmbeddedStore {
             let mut state = self.index.lock();
             // A duplicate of a key in flight here, or a key the file has never held, is
             // answered without a read.
-            let in_flight = state.held.get(&key).filter(|h| h.lease_until > now);
+            let in_flight = state.held.get(&key).filter(|r| !r.expired(now));
             if in_flight.is_some() || (state.indexed && !state.filter.may_hold(&key)) {
                 let answer = state.claim(key, None, now, max, rule);
                 return Box::pin(async move { answer });
@@ -168,8 +167,7 @@ impl Store for EmbeddedStore {
             // Under the lock from the look to the insert, so two claims cannot both win, and
             // a completion cannot drop its claim between our look at the map and at the file.
             let mut state = index.lock();
-            let (in_file, stored) = Self::read(db, &key)?;
-            state.stored = stored;
+            let in_file = Self::read(db, &key)?;
             state.claim(key, in_file, now, max, rule)
         }))
     }
@@ -183,23 +181,17 @@ impl Store for EmbeddedStore {
     ) -> StoreFuture<'a, bool> {
         let (key, index, settled) = (*key, self.index.clone(), self.index.clone());
         let write = move |txn: &WriteTransaction| {
-            let fingerprint = {
+            let record = {
                 let mut state = index.lock();
-                // Only the owner's claim becomes a record; one taken over after its lease ran
-                // out belongs to the newer owner.
-                let fingerprint = match state.held.get(&key) {
-                    Some(held) if held.owner == owner => held.fingerprint,
-                    _ => return Ok(false),
+                let claim = state.held.get(&key).cloned();
+                let (_, record) = decide_complete(claim, owner, response, expires_at);
+                let Some(record) = record else {
+                    return Ok(false);
                 };
                 // In the filter before the record can be seen; a failed commit leaves a
                 // harmless false "maybe".
                 state.filter.insert(&key);
-                fingerprint
-            };
-            let record = Record::Completed {
-                fingerprint,
-                response,
-                expires_at,
+                record
             };
             let stored = Self::put(txn, &key, &record)?;
             index.lock().stored = stored;
@@ -251,7 +243,7 @@ impl Store for EmbeddedStore {
         let dropped = {
             let mut state = self.index.lock();
             let before = state.held.len();
-            state.held.retain(|_, held| held.lease_until > now);
+            state.held.retain(|_, claim| !claim.expired(now));
             before - state.held.len()
         };
         let (index, max) = (self.index.clone(), self.max_records);
