@@ -77,6 +77,16 @@ pub struct State {
     pub indexed: bool,
     /// Records in the file after the last write: the bound, checked without a read.
     pub stored: usize,
+    /// Keys claims are reading from the file, outside the lock ([`FileRead`]).
+    reading: HashMap<Digest, Reading>,
+}
+
+/// The claims reading one key from the file, and how many claims of it were dropped after
+/// their completion committed since the first of them began.
+#[derive(Default)]
+struct Reading {
+    readers: usize,
+    settled: u64,
 }
 
 impl State {
@@ -115,6 +125,7 @@ impl Index {
             filter: KeyFilter::new(capacity),
             indexed: false,
             stored,
+            reading: HashMap::new(),
         })))
     }
 
@@ -129,6 +140,64 @@ impl Index {
         let mut state = self.lock();
         if owns(state.held.get(key), owner) {
             state.held.remove(key);
+        }
+    }
+
+    /// Drops `owner`'s claim of `key` once the record completing it is committed, and tells
+    /// the claims reading the key from the file meanwhile: their read may predate the record.
+    pub fn settle(&self, key: &Digest, owner: u128) {
+        let mut state = self.lock();
+        if owns(state.held.get(key), owner) {
+            state.held.remove(key);
+            if let Some(reading) = state.reading.get_mut(key) {
+                reading.settled += 1;
+            }
+        }
+    }
+}
+
+/// A claim's read of a key from the file, made without holding the lock: a read can wait on
+/// the disk, and every claim takes the lock on the request's own thread. What the lock gave,
+/// that a completion cannot drop its claim between a claimer's look at the claims and its
+/// read of the file, this gives by telling the read to begin again when one did.
+pub struct FileRead {
+    index: Index,
+    key: Digest,
+    seen: u64,
+}
+
+impl FileRead {
+    /// Registers a read of `key`, in the same hold of the lock as the claimer's look at the
+    /// claims.
+    pub fn begin(index: &Index, state: &mut State, key: Digest) -> FileRead {
+        let reading = state.reading.entry(key).or_default();
+        reading.readers += 1;
+        FileRead {
+            index: index.clone(),
+            key,
+            seen: reading.settled,
+        }
+    }
+
+    /// Whether a claim of the key was settled since the read began (or was last found
+    /// stale): the file may then hold a record the read missed, so it must be made again.
+    pub fn stale(&mut self, state: &State) -> bool {
+        let settled = state
+            .reading
+            .get(&self.key)
+            .map_or(self.seen, |r| r.settled);
+        std::mem::replace(&mut self.seen, settled) != settled
+    }
+}
+
+impl Drop for FileRead {
+    fn drop(&mut self) {
+        let mut state = self.index.lock();
+        if let Some(reading) = state.reading.get_mut(&self.key) {
+            reading.readers -= 1;
+            if reading.readers == 0 {
+                state.reading.remove(&self.key);
+            }
         }
     }
 }
@@ -196,6 +265,40 @@ mod tests {
 
     fn key(i: u64) -> Digest {
         crate::idempotency::fingerprint::record_key(&[7; 32], &i.to_le_bytes())
+    }
+
+    #[test]
+    fn a_read_overtaken_by_a_completion_is_made_again() {
+        let index = Index::new(100, 0);
+        let (mine, other) = (key(1), key(2));
+        let begin = |k| FileRead::begin(&index, &mut index.lock(), k);
+        let (mut read, mut elsewhere) = (begin(mine), begin(other));
+        // While the read is out, another request claims the key and completes it.
+        let claim = |owner| {
+            move |_| {
+                let record = Record::InFlight {
+                    fingerprint: [0; 32],
+                    owner,
+                    lease_until: 10,
+                };
+                (Claim::Claimed, Some(record))
+            }
+        };
+        index.lock().claim(mine, None, 0, 100, claim(7)).unwrap();
+        index.settle(&mine, 8);
+        assert!(!read.stale(&index.lock()), "not the owner: nothing settled");
+        index.settle(&mine, 7);
+        assert!(read.stale(&index.lock()));
+        assert!(!read.stale(&index.lock()), "the read made again stands");
+        assert!(
+            !elsewhere.stale(&index.lock()),
+            "another key's read is not disturbed"
+        );
+        drop((read, elsewhere));
+        assert!(
+            index.lock().reading.is_empty(),
+            "finished reads leave nothing behind"
+        );
     }
 
     #[test]

@@ -16,8 +16,9 @@
 //!
 //! A claim and the file must agree on what a claimer sees: a completion commits its record
 //! first and drops the claim only once the record is visible (on the writer, right after the
-//! commit), and a claim looks at the map and reads the file under the map's lock. So a claim
-//! finds the key in flight, or completed, never neither.
+//! commit), and a claim that read the file while a claim of its key was dropped reads it
+//! again ([`index::FileRead`]). So a claim finds the key in flight, or completed, never
+//! neither.
 //!
 //! A claim of a key the file has no record under, the common case, reads nothing: a Bloom
 //! filter of the file's keys says so ([`index`]). Other reads run on tokio's blocking pool
@@ -40,7 +41,7 @@ use super::store::{
     BindRequest, Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse,
 };
 use super::writer::{StoreFile, WriteFailed};
-use index::{Index, Indexer, KeyFilter};
+use index::{FileRead, Index, Indexer, KeyFilter};
 
 const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -152,7 +153,7 @@ impl EmbeddedStore {
 impl Store for EmbeddedStore {
     fn claim<'a>(&'a self, req: ClaimRequest<'a>) -> StoreFuture<'a, Claim> {
         let (key, now, max, rule) = (*req.key, req.now, self.max_records, req.rule());
-        {
+        let mut read = {
             let mut state = self.index.lock();
             // A duplicate of a key in flight here, or a key the file has never held, is
             // answered without a read.
@@ -161,15 +162,19 @@ impl Store for EmbeddedStore {
                 let answer = state.claim(key, None, now, max, rule);
                 return Box::pin(async move { answer });
             }
-        }
-        let index = self.index.clone();
-        Box::pin(self.blocking(move |db| {
-            // Under the lock from the look to the insert, so two claims cannot both win, and
-            // a completion cannot drop its claim between our look at the map and at the file.
-            let mut state = index.lock();
-            let in_file = Self::read(db, &key)?;
-            state.claim(key, in_file, now, max, rule)
-        }))
+            FileRead::begin(&self.index, &mut state, key)
+        };
+        Box::pin(async move {
+            loop {
+                let in_file = self.blocking(move |db| Self::read(db, &key)).await?;
+                // The look at the claims and the claim itself under one hold of the lock, so
+                // two claims cannot both win.
+                let mut state = self.index.lock();
+                if !read.stale(&state) {
+                    return state.claim(key, in_file, now, max, rule.clone());
+                }
+            }
+        })
     }
 
     fn complete<'a>(
@@ -200,7 +205,7 @@ impl Store for EmbeddedStore {
         // The claim goes once the record is committed, so claimers always see one of the two.
         let then = move |done: &Result<bool, StoreError>| {
             if matches!(done, Ok(true)) {
-                settled.drop_owned(&key, owner);
+                settled.settle(&key, owner);
             }
         };
         Box::pin(self.file.write_then(true, write, then))
