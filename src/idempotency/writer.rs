@@ -19,7 +19,8 @@
 //! record that cannot be decoded) comes before anything is written. A failed commit fails
 //! every write of the batch.
 //!
-//! Reads do not come here: redb's read transactions run beside the writer.
+//! Reads do not queue here: [`StoreFile::read`] runs them on tokio's blocking pool, beside the
+//! writer (redb's read transactions never wait for it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +85,20 @@ impl StoreFile {
     /// The database, for read transactions.
     pub fn db(&self) -> &Arc<Database> {
         &self.0.db
+    }
+
+    /// Runs the read `f` on tokio's blocking pool (redb is synchronous): reads do not pass the
+    /// writer, they run beside it.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<WriteFailed> + Send + 'static,
+        F: FnOnce(&Database) -> Result<T, E> + Send + 'static,
+    {
+        let db = self.0.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .unwrap_or_else(|e| Err(WriteFailed(format!("store task failed: {e}")).into()))
     }
 
     /// Transactions committed so far (for tests of the batching).

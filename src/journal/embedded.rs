@@ -22,7 +22,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::store::{Change, JournalError, JournalFuture, JournalStore, Write};
 use super::{Entry, Id};
@@ -58,17 +58,6 @@ impl EmbeddedJournal {
         txn.open_table(JOURNAL).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(EmbeddedJournal { file, max_entries })
-    }
-
-    async fn blocking<T, F>(&self, f: F) -> Result<T, JournalError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, JournalError> + Send + 'static,
-    {
-        let db = self.file.db().clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| backend(format!("journal task failed: {e}")))?
     }
 }
 
@@ -135,7 +124,7 @@ impl JournalStore for EmbeddedJournal {
     }
 
     fn list(&self) -> JournalFuture<'_, Vec<(Id, Entry)>> {
-        Box::pin(self.blocking(|db| {
+        Box::pin(self.file.read(|db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(JOURNAL).map_err(backend)?;
             let mut all = Vec::new();

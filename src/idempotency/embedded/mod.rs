@@ -120,18 +120,6 @@ impl EmbeddedStore {
         self.file.clone()
     }
 
-    /// Runs `f` on the blocking pool with the database.
-    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
-    {
-        let db = self.file.db().clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| backend(format!("store task failed: {e}")))?
-    }
-
     fn read(db: &Database, key: &Digest) -> Result<Option<Record>, StoreError> {
         let txn = db.begin_read().map_err(backend)?;
         let table = txn.open_table(RECORDS).map_err(backend)?;
@@ -166,7 +154,7 @@ impl Store for EmbeddedStore {
         };
         Box::pin(async move {
             loop {
-                let in_file = self.blocking(move |db| Self::read(db, &key)).await?;
+                let in_file = self.file.read(move |db| Self::read(db, &key)).await?;
                 // The look at the claims and the claim itself under one hold of the lock, so
                 // two claims cannot both win.
                 let mut state = self.index.lock();
@@ -277,7 +265,7 @@ impl Store for EmbeddedStore {
 
     fn count(&self) -> StoreFuture<'_, usize> {
         let index = self.index.clone();
-        Box::pin(self.blocking(move |db| {
+        Box::pin(self.file.read(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let table = txn.open_table(RECORDS).map_err(backend)?;
             Ok(table.len().map_err(backend)? as usize + index.lock().held.len())
