@@ -1,5 +1,6 @@
-//! What the embedded store keeps in memory beside its file: the claims of this process, and a
-//! Bloom filter of the keys the file holds records under.
+//! What the embedded store keeps in memory beside its file: the claims of this process, a
+//! Bloom filter of the keys the file holds records under, and the keys claims are reading
+//! from the file just now ([`FileRead`]).
 //!
 //! Claims live only here (see the parent module for why that is safe). The filter exists so a
 //! claim of a key the file has never seen, which is what almost every new payment is, can be
