@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pass-through overhead, side by side in one run: the direct path to a fast local upstream,
 # payguard (as shipped, and "bare" with its retry/limiter/breaker/idempotency machinery off),
-# nginx and HAProxy, each loaded by oha at the ceiling and at fixed rates.
+# the stack's floor (bench-floor: hyper and tokio relaying with nothing else), nginx and
+# HAProxy, each loaded by oha at the ceiling and at fixed rates.
 #
 #   bash bench/overhead/run.sh
 #
@@ -71,8 +72,11 @@ fi
 LOAD_CPU=0
 PROXY_CPU=1
 # The rows of the table. payguard_bare is payguard with its retry/limiter/breaker/idempotency
-# machinery off; the targets of the issue are judged on "payguard" (as shipped).
-TARGETS=(direct payguard payguard_bare nginx haproxy)
+# machinery off; floor is bench-floor (bench/overhead/floor.rs, --mode conn): hyper's server
+# relaying to hyper's client on one tokio thread with nothing else, the least any proxy on
+# payguard's stack spends, so its row says which targets the stack itself can reach. The
+# targets of the issue are judged on "payguard" (as shipped).
+TARGETS=(direct payguard payguard_bare floor nginx haproxy)
 OUT="$ROOT/bench/out/overhead"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 # A realistic request: a read of a payment intent with an API key, as the Stripe SDK sends it.
@@ -134,11 +138,13 @@ fi
 
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   log "building payguard and bench-upstream (release)"
-  cargo build --release --bin payguard --example bench-upstream
+  cargo build --release --bin payguard --example bench-upstream --example bench-floor
 fi
 PAYGUARD_BIN="$TARGET_DIR/release/payguard"
 UPSTREAM_BIN="$TARGET_DIR/release/examples/bench-upstream"
-[[ -x "$PAYGUARD_BIN" && -x "$UPSTREAM_BIN" ]] || die "release binaries missing under $TARGET_DIR"
+FLOOR_BIN="$TARGET_DIR/release/examples/bench-floor"
+[[ -x "$PAYGUARD_BIN" && -x "$UPSTREAM_BIN" && -x "$FLOOR_BIN" ]] ||
+  die "release binaries missing under $TARGET_DIR"
 
 WORK="$(mktemp -d /tmp/payguard-overhead.XXXXXX)"
 # nginx workers drop to an unprivileged user and must reach their temp directories.
@@ -177,9 +183,10 @@ cpu_snapshot() {
 }
 
 # ---------------------------------------------------------------------------- targets
-read -r UP_PORT PG_PORT PG_ADMIN BARE_PORT BARE_ADMIN NGINX_PORT HAPROXY_PORT <<<"$(free_ports 7)"
+read -r UP_PORT PG_PORT PG_ADMIN BARE_PORT BARE_ADMIN FLOOR_PORT NGINX_PORT HAPROXY_PORT \
+  <<<"$(free_ports 8)"
 declare -A PORT=([direct]="$UP_PORT" [payguard]="$PG_PORT" [payguard_bare]="$BARE_PORT"
-  [nginx]="$NGINX_PORT" [haproxy]="$HAPROXY_PORT")
+  [floor]="$FLOOR_PORT" [nginx]="$NGINX_PORT" [haproxy]="$HAPROXY_PORT")
 
 start_upstream() {
   "${ON_LOAD_CPU[@]}" "$UPSTREAM_BIN" --port "$UP_PORT" --threads "$UPSTREAM_THREADS" \
@@ -236,6 +243,14 @@ EOF
     >"$WORK/$variant.log" 2>&1 &
   PIDS[$variant]=$!
   wait_port "$port" "${PIDS[$variant]}" "$variant" "$WORK/$variant.log"
+}
+
+# One upstream connection per client connection, as nginx's per-worker keep-alive behaves.
+start_floor() {
+  "${ON_PROXY_CPU[@]}" "$FLOOR_BIN" --port "$FLOOR_PORT" --upstream "127.0.0.1:$UP_PORT" \
+    --mode conn >"$WORK/floor.log" 2>&1 &
+  PIDS[floor]=$!
+  wait_port "$FLOOR_PORT" "${PIDS[floor]}" "bench-floor" "$WORK/floor.log"
 }
 
 start_nginx() {
@@ -412,10 +427,11 @@ warm_up() {
 # ---------------------------------------------------------------------------- run
 log "starting bench-upstream on 127.0.0.1:$UP_PORT (CPU $LOAD_CPU, $UPSTREAM_THREADS thread(s))"
 start_upstream
-log "starting payguard :$PG_PORT, payguard_bare :$BARE_PORT, nginx :$NGINX_PORT," \
-  "haproxy :$HAPROXY_PORT (CPU $PROXY_CPU)"
+log "starting payguard :$PG_PORT, payguard_bare :$BARE_PORT, floor :$FLOOR_PORT," \
+  "nginx :$NGINX_PORT, haproxy :$HAPROXY_PORT (CPU $PROXY_CPU)"
 start_payguard payguard "$PG_PORT" "$PG_ADMIN"
 start_payguard payguard_bare "$BARE_PORT" "$BARE_ADMIN"
+start_floor
 start_nginx
 start_haproxy
 for target in "${TARGETS[@]}"; do
@@ -452,7 +468,7 @@ done
 {
   printf '{'
   sep=""
-  for name in upstream payguard payguard_bare nginx haproxy; do
+  for name in upstream payguard payguard_bare floor nginx haproxy; do
     read -r -a pids <<<"$(proc_tree "${PIDS[$name]}")"
     printf '%s"%s":{"vmhwm_kib":%s,"pids":"%s"}' "$sep" "$name" "$(peak_rss_kib "${pids[@]}")" "${pids[*]}"
     sep=","
@@ -501,7 +517,7 @@ if [[ -f "$WORK/payguard.log" ]]; then
   grep -v ' INFO ' "$WORK/payguard.log" >"$WORK/payguard-problems.log" || true
   rm -f "$WORK/payguard.log"
 fi
-for file in payguard-problems.log payguard_bare.log nginx.log nginx/error.log haproxy.log upstream.log; do
+for file in payguard-problems.log payguard_bare.log floor.log nginx.log nginx/error.log haproxy.log upstream.log; do
   if [[ -s "$WORK/$file" ]] && grep -qv 'listening on' "$WORK/$file"; then
     log "$file is not empty (last lines, full copy in $OUT/logs/):"
     tail -n 5 "$WORK/$file" >&2
