@@ -9,7 +9,7 @@
 # Installs what is missing (nginx and haproxy from Debian's packages, oha from crates.io), builds
 # payguard and the bench upstream in release mode, then measures. Raw oha JSON and the per-phase
 # CPU/RSS samples go to bench/out/overhead/ (git-ignored); the markdown table is printed at the
-# end and saved as bench/out/overhead/table.md. Takes 4 to 5 minutes on a quiet machine once
+# end and saved as bench/out/overhead/table.md. Takes about 5 minutes on a quiet machine once
 # everything is built; on a busy one up to QUIET_BUDGET + RETRIES x DURATION seconds more.
 #
 # Pinning (2 cores): the proxy under test runs on CPU 1; oha and the upstream share CPU 0.
