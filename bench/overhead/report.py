@@ -97,10 +97,10 @@ class Run:
         return mine - direct
 
     def cpu_s_per_1k(self, target, phase):
-        p = self.phases.get((target, phase))
-        if p is None or p["proxy_ticks"] is None:
+        p, result = self.phases.get((target, phase)), self.oha.get((target, phase))
+        if p is None or result is None or p["proxy_ticks"] is None:
             return None
-        n = responses(self.oha[(target, phase)])
+        n = responses(result)
         return (p["proxy_ticks"] / p["clk_tck"]) / (n / 1000.0) if n else None
 
     def proxy_core_share(self, target, phase):
@@ -239,29 +239,30 @@ def cmd_table(directory):
     best_other = max(ratio["nginx"], ratio["haproxy"])
     verdict = lambda ok: "met" if ok else "MISSED"  # noqa: E731
     # With the floor measured, a target the floor itself misses is out of reach of any proxy on
-    # payguard's stack: "blocked", not missed by effort. Only when the floor's own figure is
-    # sound: a ceiling set by the load generator's core is a lower bound, and proves nothing.
-    floor = "floor" in run.targets
-    floor_sound = floor and run.ceiling_sound("floor")
+    # payguard's stack: "blocked", not missed by effort. `floor_ok` is None when there is no
+    # floor figure to judge by: not measured, or a ceiling set by the load generator's core (a
+    # lower bound, which proves nothing).
+    def stack(ok, floor_ok):
+        return "blocked by the stack" if not ok and floor_ok is False else verdict(ok)
 
-    def stack(ok, floor_ok, sound=True):
-        if ok or not floor or not sound or floor_ok:
-            return verdict(ok)
-        return "blocked by the stack"
-
-    floor_ratio = run.ceiling("floor") / direct if floor else None
+    if "floor" in run.targets:
+        floor_ratio = run.ceiling("floor") / direct
+        sound = run.ceiling_sound("floor")
+        floor_text = f", the stack's floor {floor_ratio:.3f}" + (
+            "" if sound else " (a lower bound: the load generator's core was saturated)")
+        floor_ok = floor_ratio >= best_other if sound else None
+    else:
+        floor_text, floor_ok = "", None
     w(f"- throughput ratio ≥ nginx's and HAProxy's: payguard {ratio['payguard']:.3f}, nginx "
-      f"{ratio['nginx']:.3f}, HAProxy {ratio['haproxy']:.3f}"
-      + (f", the stack's floor {floor_ratio:.3f}"
-         + ("" if floor_sound else " (a lower bound: the load generator's core was saturated)")
-         if floor else "") + ": "
-      f"**{stack(ratio['payguard'] >= best_other, floor and floor_ratio >= best_other, floor_sound)}**")
-    cpu = {t: run.cpu_s_per_1k(t, "half") for t in ("payguard", "floor", "nginx") if t in run.targets}
-    if None not in cpu.values():
+      f"{ratio['nginx']:.3f}, HAProxy {ratio['haproxy']:.3f}{floor_text}: "
+      f"**{stack(ratio['payguard'] >= best_other, floor_ok)}**")
+    cpu = {t: run.cpu_s_per_1k(t, "half") for t in ("payguard", "floor", "nginx")}
+    if cpu["payguard"] is not None and cpu["nginx"] is not None:
+        floor_text = "" if cpu["floor"] is None else f", the stack's floor {cpu['floor'] * 1000:.1f}"
+        floor_ok = None if cpu["floor"] is None else cpu["floor"] <= cpu["nginx"]
         w(f"- CPU per request ≤ nginx's (half load, µs): payguard {cpu['payguard'] * 1000:.1f}, "
-          f"nginx {cpu['nginx'] * 1000:.1f}"
-          + (f", the stack's floor {cpu['floor'] * 1000:.1f}" if floor else "") + ": "
-          f"**{stack(cpu['payguard'] <= cpu['nginx'], floor and cpu['floor'] <= cpu['nginx'])}**")
+          f"nginx {cpu['nginx'] * 1000:.1f}{floor_text}: "
+          f"**{stack(cpu['payguard'] <= cpu['nginx'], floor_ok)}**")
     added_p99 = run.added("payguard", "half", "p99")
     direct_p99 = run.latency("direct", "half", "p99")
     line = (f"- added p99 < {MAX_ADDED_P99_MS} ms at half load ({rates['half']}/s): "
