@@ -124,20 +124,24 @@ wait_quiet() {
 
 # The shipped config.toml (of the checkout at $ROOT) with only what a benchmark must change:
 # the proxy and admin ports (admin on loopback), the default upstream's URL, the store file's
-# path, and the limiter off (its 9.8/s is a Stripe account's limit, which would make any of
-# these a test of the limiter); then per call STORE ("embedded" as shipped, or "memory") and
-# LEVEL ("info" as shipped). Every other setting is the product's. Writes OUT and checks it.
-# Usage: shipped_config OUT PROXY_PORT ADMIN_PORT UPSTREAM_PORT STORE_DIR [STORE] [LEVEL]
+# path, and the limiter off unless LIMITER is "on" (its 9.8/s is a Stripe account's limit, which
+# would make the loaded benchmarks a test of the limiter); then per call STORE ("embedded" as
+# shipped, or "memory") and LEVEL ("info" as shipped). Every other setting is the product's.
+# Writes OUT and checks it.
+# Usage: shipped_config OUT PROXY_PORT ADMIN_PORT UPSTREAM_PORT STORE_DIR [STORE] [LEVEL] [LIMITER]
 shipped_config() {
   local out="$1" port="$2" admin="$3" upstream="$4" store_dir="$5"
-  local store="${6:-embedded}" level="${7:-info}"
+  local store="${6:-embedded}" level="${7:-info}" limiter="${8:-off}" limiter_off=""
+  if [[ "$limiter" == off ]]; then
+    limiter_off='/^\[rate_limit\]/,/^\[/s/^enabled = true/enabled = false/'
+  fi
   sed -e "s|^proxy = \"127.0.0.1:8080\"|proxy = \"127.0.0.1:$port\"|" \
     -e "s|^admin = \"0.0.0.0:9090\"|admin = \"127.0.0.1:$admin\"|" \
     -e "0,/^url = \"https:\/\/api.stripe.com\"/s||url = \"http://127.0.0.1:$upstream\"|" \
     -e "s|^path = \"data/idempotency.redb\"|path = \"$store_dir/idempotency.redb\"|" \
     -e "s|^store = \"embedded\"|store = \"$store\"|" \
     -e "s|^level = \"info\"|level = \"$level\"|" \
-    -e '/^\[rate_limit\]/,/^\[/s/^enabled = true/enabled = false/' \
+    -e "$limiter_off" \
     "$ROOT/config.toml" >"$out"
   "$PAYGUARD_BIN" check --config "$out" >/dev/null || die "payguard rejected $out"
 }
