@@ -145,3 +145,24 @@ shipped_config() {
     "$ROOT/config.toml" >"$out"
   "$PAYGUARD_BIN" check --config "$out" >/dev/null || die "payguard rejected $out"
 }
+
+# A scratch directory for one benchmark run, in WORK, and an EXIT trap that stops every process
+# recorded in PIDS (NAME -> pid) and removes the directory. Usage: bench_workdir NAME
+bench_workdir() {
+  WORK="$(mktemp -d "/tmp/payguard-$1.XXXXXX")"
+  declare -gA PIDS=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  local name
+  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
+  rm -rf "$WORK"
+}
+
+# bench-upstream ($UPSTREAM_BIN) on CPU 0 with one thread, listening on PORT, as PIDS[upstream].
+# Usage: start_bench_upstream PORT
+start_bench_upstream() {
+  taskset -c 0 "$UPSTREAM_BIN" --port "$1" --threads 1 >"$WORK/upstream.log" 2>&1 &
+  PIDS[upstream]=$!
+  wait_port "$1" "${PIDS[upstream]}" bench-upstream "$WORK/upstream.log"
+}

@@ -51,22 +51,13 @@ PAYGUARD_BIN="$TARGET_DIR/release/payguard"
 UPSTREAM_BIN="$TARGET_DIR/release/examples/bench-upstream"
 FLOOR_BIN="$TARGET_DIR/release/examples/bench-floor"
 
-WORK="$(mktemp -d /tmp/payguard-default.XXXXXX)"
-declare -A PIDS=()
-cleanup() {
-  local name
-  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir default
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
 read -r UP_PORT EMB_PORT EMB_ADMIN MEM_PORT MEM_ADMIN FLOOR_PORT <<<"$(free_ports 6)"
 declare -A PORT=([direct]="$UP_PORT" [embedded]="$EMB_PORT" [memory]="$MEM_PORT" [floor]="$FLOOR_PORT")
-taskset -c 0 "$UPSTREAM_BIN" --port "$UP_PORT" --threads 1 >"$WORK/upstream.log" 2>&1 &
-PIDS[direct]=$!
-wait_port "$UP_PORT" "${PIDS[direct]}" bench-upstream "$WORK/upstream.log"
+start_bench_upstream "$UP_PORT"
 taskset -c 1 "$FLOOR_BIN" --port "$FLOOR_PORT" --upstream "127.0.0.1:$UP_PORT" --mode conn \
   >"$WORK/floor.log" 2>&1 &
 PIDS[floor]=$!

@@ -64,22 +64,13 @@ UPSTREAM_BIN="$TARGET_DIR/release/examples/bench-upstream"
 LOAD_BIN="$TARGET_DIR/release/examples/bench-load"
 FLOOR_BIN="$TARGET_DIR/release/examples/bench-floor"
 
-WORK="$(mktemp -d /tmp/payguard-instructions.XXXXXX)"
+bench_workdir instructions
 chmod 755 "$WORK"
-declare -A PIDS=()
-cleanup() {
-  local name
-  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
 read -r UP_PORT PORT ADMIN <<<"$(free_ports 3)"
-taskset -c 0 "$UPSTREAM_BIN" --port "$UP_PORT" --threads 1 >"$WORK/upstream.log" 2>&1 &
-PIDS[upstream]=$!
-wait_port "$UP_PORT" "${PIDS[upstream]}" bench-upstream "$WORK/upstream.log"
+start_bench_upstream "$UP_PORT"
 
 # The shipped config.toml with only what must change here (bench/common.sh): ports, upstream
 # URL, store path, the limiter off, and per case the store or the log level.

@@ -42,21 +42,12 @@ PAYGUARD_BIN="$TARGET_DIR/release/payguard"
 UPSTREAM_BIN="$TARGET_DIR/release/examples/bench-upstream"
 LOAD_BIN="$TARGET_DIR/release/examples/bench-load"
 
-WORK="$(mktemp -d /tmp/payguard-keyed.XXXXXX)"
-declare -A PIDS=()
-cleanup() {
-  local name
-  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir keyed
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
 read -r UP_PORT PORT ADMIN <<<"$(free_ports 3)"
-taskset -c 0 "$UPSTREAM_BIN" --port "$UP_PORT" --threads 1 >"$WORK/upstream.log" 2>&1 &
-PIDS[upstream]=$!
-wait_port "$UP_PORT" "${PIDS[upstream]}" bench-upstream "$WORK/upstream.log"
+start_bench_upstream "$UP_PORT"
 
 # Sends n keyed POSTs; prints bench-load's JSON.
 load() {
