@@ -5,6 +5,7 @@
 //! imports another for it.
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 
@@ -13,9 +14,22 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// Header on every response: how many upstream attempts the request took (0 when payguard
 /// answered without sending anything: a refusal or a replay).
-pub const PAYGUARD_ATTEMPTS: &str = "payguard-attempts";
+/// (Names built once: inserted under a `&str`, a header name is parsed and allocated on
+/// every response.)
+pub const PAYGUARD_ATTEMPTS: HeaderName = HeaderName::from_static("payguard-attempts");
 /// Header on responses to requests whose idempotency key payguard chose.
-pub const PAYGUARD_IDEMPOTENCY_KEY: &str = "payguard-idempotency-key";
+pub const PAYGUARD_IDEMPOTENCY_KEY: HeaderName =
+    HeaderName::from_static("payguard-idempotency-key");
+
+/// The value of [`PAYGUARD_ATTEMPTS`]. Counts up to 9, nearly every request, are static
+/// values; `HeaderValue::from(u32)` formats into a fresh allocation each time.
+pub fn attempts_value(attempts: u32) -> HeaderValue {
+    const SMALL: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match SMALL.get(attempts as usize) {
+        Some(&digit) => HeaderValue::from_static(digit),
+        None => HeaderValue::from(attempts),
+    }
+}
 
 /// A body payguard holds in full (its own errors, a stored or peeked response) as a
 /// [`ProxyBody`].

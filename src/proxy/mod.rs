@@ -47,7 +47,9 @@ use crate::route::RouteTable;
 use crate::shared::RedisPool;
 use crate::upstream::Upstream;
 
-pub use crate::body::{PAYGUARD_ATTEMPTS, PAYGUARD_IDEMPOTENCY_KEY, ProxyBody, full};
+pub use crate::body::{
+    PAYGUARD_ATTEMPTS, PAYGUARD_IDEMPOTENCY_KEY, ProxyBody, attempts_value, full,
+};
 
 mod attempt;
 mod dispatch;
@@ -138,7 +140,7 @@ impl ProxyState {
             err.into_response(route.profile)
         });
         let headers = response.headers_mut();
-        headers.insert(PAYGUARD_ATTEMPTS, HeaderValue::from(attempts));
+        headers.insert(PAYGUARD_ATTEMPTS, attempts_value(attempts));
         if let Some(key) = forwarded.injected {
             headers.insert(PAYGUARD_IDEMPOTENCY_KEY, key);
         }
