@@ -165,6 +165,16 @@ impl RouteTable {
             .unwrap_or(&self.default)
     }
 
+    /// The configured routes, in the order they are tried.
+    pub fn routes(&self) -> &[RouteSpec] {
+        &self.routes
+    }
+
+    /// The route of requests no configured route matches.
+    pub fn default_route(&self) -> &RouteSpec {
+        &self.default
+    }
+
     /// Every route name, the default included: metrics pre-register one series per route.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.routes

@@ -14,8 +14,7 @@ pub mod postgres;
 mod register;
 pub mod resolver;
 pub mod retry;
-
-use std::time::Duration;
+mod route;
 
 use http::StatusCode;
 use prometheus::{Encoder, HistogramVec, IntCounterVec, IntGauge, Registry, TextEncoder};
@@ -24,7 +23,8 @@ pub use idempotency::IdempotencyMetrics;
 pub use limits::LimitMetrics;
 pub use postgres::PostgresMetrics;
 pub use resolver::ResolverMetrics;
-pub use retry::{RetryMetrics, RouteObserver};
+pub use retry::RetryMetrics;
+pub use route::RouteSeries;
 
 use register::build_info;
 pub(crate) use register::{counter, gauge, histogram};
@@ -159,26 +159,12 @@ impl Metrics {
         InFlight(self.in_flight.clone())
     }
 
-    pub fn observe(&self, route: &str, status: StatusCode, origin: Origin, elapsed: Duration) {
-        self.requests
-            .with_label_values(&[route, status_class(status), origin.label()])
-            .inc();
-        self.duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
-    }
-
     /// Counts an upload streamed through on `route`, of `bytes` declared bytes.
     pub fn streamed(&self, route: &str, bytes: u64) {
         self.streamed.with_label_values(&[route]).inc();
         self.streamed_bytes
             .with_label_values(&[route])
             .inc_by(bytes);
-    }
-
-    /// The retry loop's observer for one request on `route`.
-    pub fn for_route<'a>(&'a self, route: &'a str) -> RouteObserver<'a> {
-        RouteObserver::new(&self.retry, route)
     }
 
     /// Every family's current values, for reports computed from them (`/stats`).
@@ -218,19 +204,16 @@ pub(crate) fn status_class(status: StatusCode) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn routes_are_preregistered_and_requests_counted() {
         let m = Metrics::new(["refunds", "default"]).unwrap();
-        m.observe(
-            "refunds",
-            StatusCode::OK,
-            Origin::Upstream,
-            Duration::from_millis(12),
-        );
-        m.observe(
-            "refunds",
+        let refunds = m.route("refunds");
+        refunds.observe(StatusCode::OK, Origin::Upstream, Duration::from_millis(12));
+        refunds.observe(
             StatusCode::BAD_GATEWAY,
             Origin::Payguard,
             Duration::from_millis(3),

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http_body_util::Full;
 
-use super::{Forwarded, ProxyBody, ProxyState};
+use super::{Forwarded, ProxyBody, ProxyState, Routed};
 use crate::error::ProxyError;
 use crate::idempotency::{Admission, Guard, RequestIdentity};
 use crate::inbound::is_idempotent;
@@ -21,7 +21,7 @@ impl ProxyState {
         &self,
         parts: http::request::Parts,
         body: Bytes,
-        route: &RouteSpec,
+        route: Routed<'_>,
         deadline: tokio::time::Instant,
     ) -> Forwarded {
         self.exchange(parts, body, route, deadline, true).await.0
@@ -34,7 +34,7 @@ impl ProxyState {
         &self,
         parts: http::request::Parts,
         body: Bytes,
-        route: &RouteSpec,
+        route: Routed<'_>,
         deadline: tokio::time::Instant,
     ) -> (Verdict, u32) {
         let (forwarded, verdict) = self.exchange(parts, body, route, deadline, false).await;
@@ -68,10 +68,11 @@ impl ProxyState {
         &self,
         mut parts: http::request::Parts,
         body: Bytes,
-        route: &RouteSpec,
+        routed: Routed<'_>,
         deadline: tokio::time::Instant,
         journaled: bool,
     ) -> (Forwarded, Verdict) {
+        let route = routed.spec();
         let budget = match self.budget(route) {
             Ok(budget) => budget,
             Err(e) => return (Forwarded::refused(e), Verdict::NothingSent),
@@ -96,7 +97,7 @@ impl ProxyState {
 
         crate::crash_point!(crate::crashpoints::AFTER_CLAIM);
         let facts = facts(route, &parts);
-        let observer = self.metrics.for_route(&route.name);
+        let observer = routed.series.observer();
         let finished = retry::send_with_retries(
             &route.retry,
             deadline,

@@ -43,7 +43,6 @@ use crate::load::Load;
 use crate::metrics::{Metrics, Origin};
 use crate::retry::Jitter;
 use crate::route::RouteSpec;
-use crate::route::RouteTable;
 use crate::shared::RedisPool;
 use crate::upstream::Upstream;
 
@@ -53,13 +52,17 @@ pub use crate::body::{
 
 mod attempt;
 mod dispatch;
+mod routes;
 mod settle;
 mod state;
 mod stream;
 
+pub use routes::Routed;
+use routes::Routes;
+
 /// What the request path needs, shared by every connection behind an `Arc`.
 pub struct ProxyState {
-    routes: RouteTable,
+    routes: Routes,
     /// One client and one retry budget per configured upstream, in the config's order:
     /// routes point in by index.
     upstreams: Vec<Upstream>,
@@ -119,7 +122,7 @@ impl ProxyState {
         let path = request.uri().path().to_owned();
 
         // Held until the answer is built: the body stays buffered for every attempt till then.
-        let held = self.load.admit(self.reserved(&request, route));
+        let held = self.load.admit(self.reserved(&request, &route));
         self.metrics.limits.buffered(self.load.buffered());
         let forwarded = match (&held, refuse_foreign_target(&request, local)) {
             (Err(bound), _) => {
@@ -146,9 +149,9 @@ impl ProxyState {
         }
         let elapsed = started.elapsed();
         let status = response.status();
-        self.metrics.observe(&route.name, status, origin, elapsed);
+        route.series.observe(status, origin, elapsed);
         if attempts > 0 {
-            self.metrics.retry.result(&route.name, status, attempts);
+            route.series.result(status, attempts);
         }
         tracing::info!(
             route = route.name,
@@ -176,7 +179,7 @@ impl ProxyState {
         }
     }
 
-    async fn forward(&self, request: Request<Incoming>, route: &RouteSpec) -> Forwarded {
+    async fn forward(&self, request: Request<Incoming>, route: Routed<'_>) -> Forwarded {
         let (mut parts, body) = request.into_parts();
         // One deadline for the whole request, from its arrival: reading the body, waiting for
         // a duplicate, attempts, backoff and storing the response all count against it. So a

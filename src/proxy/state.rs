@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::Method;
 use tower::retry::budget::TpsBudget;
 
-use super::ProxyState;
+use super::{ProxyState, Routed, Routes};
 use crate::config::{Config, ResolverSpec, StoreKind};
 use crate::gate::{GateSpec, Gates};
 use crate::idempotency::postgres::{PgPool, PostgresStore};
@@ -21,8 +21,8 @@ use crate::journal::{self, Journal, JournalStore};
 use crate::load::Load;
 use crate::metrics::Metrics;
 use crate::retry::Jitter;
+use crate::route::DEFAULT_ROUTE;
 use crate::route::RouteTable;
-use crate::route::{DEFAULT_ROUTE, RouteSpec};
 use crate::shared::RedisPool;
 use crate::upstream::Upstream;
 
@@ -61,7 +61,7 @@ impl ProxyState {
                 .iter()
                 .map(Upstream::new)
                 .collect::<Result<_, _>>()?,
-            routes: routes(config),
+            routes: Routes::new(routes(config), &metrics),
             metrics,
             jitter: jitter(config),
             max_body: config.max_request_body,
@@ -125,7 +125,7 @@ impl ProxyState {
                 true => self.idempotency.clone(),
                 false => Idempotency::new(self.idempotency.store().clone(), settings.clone()),
             },
-            routes: routes(config),
+            routes: Routes::new(routes(config), &self.metrics),
             metrics: self.metrics.clone(),
             jitter: jitter(config),
             max_body: config.max_request_body,
@@ -160,7 +160,7 @@ impl ProxyState {
     }
 
     /// The route a request to `method` and `path` falls under.
-    pub fn route(&self, method: &Method, path: &str) -> &RouteSpec {
+    pub fn route(&self, method: &Method, path: &str) -> Routed<'_> {
         self.routes.lookup(method, path)
     }
 

@@ -19,12 +19,11 @@
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::{Forwarded, ProxyState};
+use super::{Forwarded, ProxyState, Routed};
 use crate::error::ProxyError;
 use crate::inbound::declared_length;
 use crate::metrics::Origin;
 use crate::retry::{self, AttemptError, RequestFacts, RetryPolicy};
-use crate::route::RouteSpec;
 
 impl ProxyState {
     /// Sends `body` upstream as it arrives, in one attempt, within `deadline`. `limit` is the
@@ -33,7 +32,7 @@ impl ProxyState {
         &self,
         parts: http::request::Parts,
         body: Incoming,
-        route: &RouteSpec,
+        routed: Routed<'_>,
         deadline: tokio::time::Instant,
         limit: usize,
     ) -> Forwarded {
@@ -41,6 +40,7 @@ impl ProxyState {
         if length > limit as u64 {
             return Forwarded::refused(ProxyError::BodyTooLarge { limit });
         }
+        let route = routed.spec();
         let budget = match self.budget(route) {
             Ok(budget) => budget,
             Err(e) => return Forwarded::refused(e),
@@ -57,7 +57,7 @@ impl ProxyState {
             keyed: route.profile.has_key(&parts.headers),
             profile: route.profile,
         };
-        let observer = self.metrics.for_route(&route.name);
+        let observer = routed.series.observer();
         let finished = retry::send_with_retries(
             &once,
             deadline,

@@ -17,7 +17,8 @@ fn reply(status: u16) -> Result<Response<()>, AttemptError> {
 /// after two 503s; plus one replay answered by payguard.
 fn traffic() -> Metrics {
     let m = Metrics::new(["charges", "default"]).unwrap();
-    let observer = m.for_route("charges");
+    let charges = m.route("charges");
+    let observer = charges.observer();
     let ms = Duration::from_millis;
     observer.attempt(&reply(200), ms(4));
     observer.attempt::<()>(&Err(AttemptError::Lost("reset".into())), ms(2));
@@ -28,22 +29,16 @@ fn traffic() -> Metrics {
     observer.attempt(&reply(503), ms(3));
     observer.retry(RetryReason::ServerError, ms(10));
     observer.attempt(&reply(503), ms(3));
-    m.retry.result("charges", StatusCode::OK, 1);
-    m.retry.result("charges", StatusCode::OK, 3);
-    m.retry
-        .result("charges", StatusCode::SERVICE_UNAVAILABLE, 2);
+    charges.result(StatusCode::OK, 1);
+    charges.result(StatusCode::OK, 3);
+    charges.result(StatusCode::SERVICE_UNAVAILABLE, 2);
     for (status, origin, elapsed) in [
         (200, Origin::Upstream, ms(4)),
         (200, Origin::Upstream, ms(40)),
         (503, Origin::Upstream, ms(20)),
         (200, Origin::Payguard, ms(1)),
     ] {
-        m.observe(
-            "charges",
-            StatusCode::from_u16(status).unwrap(),
-            origin,
-            elapsed,
-        );
+        charges.observe(StatusCode::from_u16(status).unwrap(), origin, elapsed);
     }
     m.idempotency.replays.with_label_values(&["charges"]).inc();
     m.limits.limiter("upstream", 8.0);

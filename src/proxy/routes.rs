@@ -1,0 +1,67 @@
+//! The route table as the request path uses it: each route beside the metric series its
+//! requests feed ([`RouteSeries`]), so matching a request finds both and no series is looked
+//! up by label on the way.
+
+use std::ops::Deref;
+
+use http::Method;
+
+use crate::metrics::{Metrics, RouteSeries};
+use crate::route::{RouteSpec, RouteTable};
+
+pub(super) struct Routes {
+    table: RouteTable,
+    /// In the table's order.
+    series: Vec<RouteSeries>,
+    default: RouteSeries,
+}
+
+/// A matched route: its settings (what `Deref` gives) and its series.
+#[derive(Clone, Copy)]
+pub struct Routed<'a> {
+    spec: &'a RouteSpec,
+    pub series: &'a RouteSeries,
+}
+
+impl<'a> Routed<'a> {
+    /// The route's settings, for as long as the table lives.
+    pub fn spec(self) -> &'a RouteSpec {
+        self.spec
+    }
+}
+
+impl Deref for Routed<'_> {
+    type Target = RouteSpec;
+
+    fn deref(&self) -> &RouteSpec {
+        self.spec
+    }
+}
+
+impl Routes {
+    /// `table`'s routes with their series in `metrics` (kept across reloads, so a route's
+    /// counters continue).
+    pub(super) fn new(table: RouteTable, metrics: &Metrics) -> Routes {
+        Routes {
+            series: table
+                .routes()
+                .iter()
+                .map(|r| metrics.route(&r.name))
+                .collect(),
+            default: metrics.route(&table.default_route().name),
+            table,
+        }
+    }
+
+    /// The first route that matches, or the default route ([`RouteTable::lookup`]).
+    pub(super) fn lookup(&self, method: &Method, path: &str) -> Routed<'_> {
+        let (spec, series) = self
+            .table
+            .routes()
+            .iter()
+            .zip(&self.series)
+            .find(|(r, _)| r.pattern.matches(method, path))
+            .unwrap_or((self.table.default_route(), &self.default));
+        Routed { spec, series }
+    }
+}
