@@ -119,7 +119,8 @@ impl ProxyState {
         let _in_flight = self.metrics.start();
         let route = self.routes.lookup(request.method(), request.uri().path());
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
+        // For the request line: a shared clone of the parsed target, not a copy of its path.
+        let target = request.uri().clone();
 
         // Held until the answer is built: the body stays buffered for every attempt till then.
         let held = self.load.admit(self.reserved(&request, &route));
@@ -139,7 +140,7 @@ impl ProxyState {
         self.metrics.limits.buffered(self.load.buffered());
         let (attempts, origin) = (forwarded.attempts, forwarded.origin);
         let mut response = forwarded.result.unwrap_or_else(|err| {
-            tracing::warn!(route = route.name, %method, path, attempts, error = %err, "payguard answered with an error");
+            tracing::warn!(route = route.name, %method, path = target.path(), attempts, error = %err, "payguard answered with an error");
             err.into_response(route.profile)
         });
         let headers = response.headers_mut();
@@ -156,7 +157,7 @@ impl ProxyState {
         tracing::info!(
             route = route.name,
             %method,
-            path,
+            path = target.path(),
             status = status.as_u16(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             attempts,
