@@ -135,8 +135,11 @@ async fn sighup_reloads_the_real_binary() {
         200
     );
     let text = String::from_utf8(get(&metrics_url).await.body.to_vec()).unwrap();
+    // Counted under the new route (its zeroed series alone would appear at the reload).
     assert!(
-        text.contains("route=\"echoes\""),
+        text.contains(
+            "payguard_requests_total{origin=\"upstream\",route=\"echoes\",status_class=\"2xx\"} 1"
+        ),
         "the new route is in force:\n{text}"
     );
 

@@ -6,7 +6,9 @@
 //! paths, ids or keys, so the number of series stays bounded whatever traffic passes.
 //!
 //! Families are grouped by the part of the request path that feeds them: [`retry`] and
-//! [`idempotency`] hold theirs; this file holds the per-request ones and the registry.
+//! [`idempotency`] hold theirs; this file holds the per-request ones and the registry, and
+//! [`route`] one route's series of both, resolved once so the request path does not look
+//! them up by label.
 
 pub mod idempotency;
 pub mod limits;
@@ -101,8 +103,6 @@ impl Metrics {
         let retry = RetryMetrics::new(&registry)?;
         let idempotency = IdempotencyMetrics::new(&registry)?;
         let resolver = ResolverMetrics::new(&registry)?;
-        // Zeroed series for every route, so dashboards and alerts see configured routes (and
-        // rare events such as refusals) before they first happen.
         let streamed = counter(
             &registry,
             "payguard_streamed_uploads_total",
@@ -115,12 +115,6 @@ impl Metrics {
             "Declared bytes of the request bodies streamed upstream unbuffered, by route.",
             &["route"],
         )?;
-        for name in routes {
-            duration.with_label_values(&[name]);
-            retry.preregister(name);
-            idempotency.preregister(name);
-            resolver.preregister(name);
-        }
         let reloads = counter(
             &registry,
             "payguard_config_reloads_total",
@@ -135,7 +129,7 @@ impl Metrics {
             "payguard_config_restart_required",
             "1 while a reloaded config changed settings that need a restart.",
         )?;
-        Ok(Metrics {
+        let metrics = Metrics {
             streamed,
             streamed_bytes,
             reloads,
@@ -149,7 +143,21 @@ impl Metrics {
             requests,
             duration,
             in_flight,
-        })
+        };
+        for name in routes {
+            metrics.preregister(name);
+        }
+        Ok(metrics)
+    }
+
+    /// Zeroed series for the route named `route`, so dashboards and alerts see a configured
+    /// route (and rare events such as refusals) before they first happen: at start, and for a
+    /// route a reload adds, when its series are resolved ([`Metrics::route`]).
+    fn preregister(&self, route: &str) {
+        self.duration.with_label_values(&[route]);
+        self.retry.preregister(route);
+        self.idempotency.preregister(route);
+        self.resolver.preregister(route);
     }
 
     /// Marks a request as started; the guard marks it finished when dropped, so a request

@@ -21,11 +21,14 @@ use crate::retry::{AttemptError, Observer, RetryReason, Stop};
 /// ways an attempt fails ([`attempt_class`]).
 const ATTEMPT_CLASSES: usize = 11;
 
+/// How many values [`Origin`] has ([`origin_slot`]).
+const ORIGINS: usize = 2;
+
 /// The series one route's requests feed.
 pub struct RouteSeries {
     route: String,
     /// `payguard_requests_total`, by status class (1xx to 5xx) and who answered.
-    requests: Children<10>,
+    requests: Children<{ 5 * ORIGINS }>,
     duration: Histogram,
     attempts: Children<ATTEMPT_CLASSES>,
     attempt_duration: OnceLock<Histogram>,
@@ -58,17 +61,24 @@ impl<const N: usize> Children<N> {
             Some(cell) => cell
                 .get_or_init(|| self.family.with_label_values(labels))
                 .inc(),
-            // Not reached (slots come from fixed tables); counted the slow way if it were.
-            None => self.family.with_label_values(labels).inc(),
+            // Not reached (slots come from the fixed tables below, tested to fit); counted the
+            // slow way if it were.
+            None => {
+                debug_assert!(false, "slot {slot} of {N} for {labels:?}");
+                self.family.with_label_values(labels).inc()
+            }
         }
     }
 }
 
 impl Metrics {
-    /// The series of the route named `route`. Its duration series exists from here on (so
-    /// dashboards see a configured route before its first request); the rest appear when
+    /// The series of the route named `route`. Its zeroed series exist from here on (so
+    /// dashboards see a configured route before its first request); the others appear when
     /// first counted.
     pub fn route(&self, route: &str) -> RouteSeries {
+        // What start-up does for every configured route, so a route a reload adds gets its
+        // zeroed series too.
+        self.preregister(route);
         let retry = &self.retry;
         RouteSeries {
             route: route.to_owned(),
@@ -88,7 +98,7 @@ impl RouteSeries {
     /// Counts a request answered with `status` by `origin`, `elapsed` after it arrived.
     pub fn observe(&self, status: StatusCode, origin: Origin, elapsed: Duration) {
         let class = status_class(status);
-        let slot = status_slot(status) * 2 + origin as usize;
+        let slot = status_slot(status) * ORIGINS + origin_slot(origin);
         self.requests
             .inc(slot, &[&self.route, class, origin.label()]);
         self.duration.observe(elapsed.as_secs_f64());
@@ -107,6 +117,13 @@ impl RouteSeries {
     /// The retry loop's observer for one request on this route.
     pub fn observer(&self) -> RouteObserver<'_> {
         RouteObserver(self)
+    }
+}
+
+fn origin_slot(origin: Origin) -> usize {
+    match origin {
+        Origin::Upstream => 0,
+        Origin::Payguard => 1,
     }
 }
 
@@ -182,28 +199,53 @@ mod tests {
         Ok(response)
     }
 
+    /// A slot's child keeps the labels it was first counted under, so each slot must stand
+    /// for exactly one set of labels, and each set for one slot, within the table's size.
+    fn one_to_one(pairs: &[(usize, String)], size: usize) {
+        let mut by_slot = std::collections::HashMap::new();
+        let mut by_label = std::collections::HashMap::new();
+        for (slot, label) in pairs {
+            assert!(*slot < size, "slot {slot} of {size} for {label}");
+            assert_eq!(by_slot.entry(*slot).or_insert(label), &label, "slot {slot}");
+            assert_eq!(by_label.entry(label).or_insert(*slot), slot, "{label}");
+        }
+    }
+
     #[test]
-    fn every_status_and_outcome_has_its_own_slot() {
-        let statuses = [100, 200, 300, 404, 500, 999];
-        let slots: Vec<usize> = statuses
-            .iter()
-            .map(|s| status_slot(StatusCode::from_u16(*s).unwrap()))
-            .collect();
-        assert_eq!(slots, [0, 1, 2, 3, 4, 4]);
-        let mut outcomes: Vec<(usize, &str)> = [429, 101, 201, 302, 400, 503]
+    fn each_slot_stands_for_one_set_of_labels() {
+        let statuses = [100, 101, 200, 204, 302, 400, 404, 429, 500, 503, 599];
+        let mut requests = Vec::new();
+        for status in statuses.map(|s| StatusCode::from_u16(s).unwrap()) {
+            for origin in [Origin::Upstream, Origin::Payguard] {
+                let slot = status_slot(status) * ORIGINS + origin_slot(origin);
+                requests.push((slot, format!("{}/{}", status_class(status), origin.label())));
+            }
+        }
+        one_to_one(&requests, 5 * ORIGINS);
+        assert_eq!(requests.len() / 2, statuses.len());
+
+        let mut attempts: Vec<(usize, String)> = statuses
             .into_iter()
             .map(|s| attempt_class(&answer(s)))
+            .map(|(slot, label)| (slot, label.to_owned()))
             .collect();
         let errors = [
             AttemptError::NotSent(String::new()),
             AttemptError::Lost(String::new()),
             AttemptError::TimedOut(Duration::ZERO),
             AttemptError::Refused(crate::retry::Refusal::RateLimited(Duration::ZERO)),
+            AttemptError::Unknown {
+                detail: String::new(),
+                timed_out: false,
+            },
         ];
-        outcomes.extend(errors.into_iter().map(|e| attempt_class::<()>(&Err(e))));
-        let seen: std::collections::HashSet<usize> = outcomes.iter().map(|o| o.0).collect();
-        assert_eq!(seen.len(), outcomes.len(), "{outcomes:?}");
-        assert!(outcomes.iter().all(|(slot, _)| *slot < ATTEMPT_CLASSES));
+        for e in errors {
+            let (slot, label) = attempt_class::<()>(&Err(e));
+            attempts.push((slot, label.to_owned()));
+        }
+        one_to_one(&attempts, ATTEMPT_CLASSES);
+        let labels: std::collections::HashSet<&String> = attempts.iter().map(|a| &a.1).collect();
+        assert_eq!(labels.len(), ATTEMPT_CLASSES, "every slot is used");
     }
 
     #[test]
