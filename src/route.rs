@@ -165,10 +165,16 @@ impl RouteTable {
 
     /// The first route that matches, or the default route.
     pub fn lookup(&self, method: &Method, path: &str) -> &RouteSpec {
+        self.position(method, path)
+            .and_then(|i| self.routes.get(i))
+            .unwrap_or(&self.default)
+    }
+
+    /// Where in [`Self::routes`] the first route that matches is; `None` for the default.
+    pub fn position(&self, method: &Method, path: &str) -> Option<usize> {
         self.routes
             .iter()
-            .find(|r| r.pattern.matches(method, path))
-            .unwrap_or(&self.default)
+            .position(|r| r.pattern.matches(method, path))
     }
 
     /// The configured routes, in the order they are tried.
@@ -179,14 +185,6 @@ impl RouteTable {
     /// The route of requests no configured route matches.
     pub fn default_route(&self) -> &RouteSpec {
         &self.default
-    }
-
-    /// Every route name, the default included: metrics pre-register one series per route.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.routes
-            .iter()
-            .chain([&self.default])
-            .map(|r| r.name.as_str())
     }
 }
 
@@ -289,9 +287,7 @@ mod tests {
             policy,
             "default policy"
         );
-        assert_eq!(
-            table.names().collect::<Vec<_>>(),
-            ["confirm", "writes", "default"]
-        );
+        assert_eq!(table.position(&Method::POST, "/v1/refunds"), Some(1));
+        assert_eq!(table.position(&Method::GET, "/"), None, "the default route");
     }
 }

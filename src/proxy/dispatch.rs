@@ -97,7 +97,7 @@ impl ProxyState {
 
         crate::crash_point!(crate::crashpoints::AFTER_CLAIM);
         let facts = facts(route, &parts);
-        let observer = routed.series.observer();
+        let observer = routed.series().observer();
         let finished = retry::send_with_retries(
             &route.retry,
             deadline,

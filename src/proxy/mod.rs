@@ -46,9 +46,8 @@ use crate::route::RouteSpec;
 use crate::shared::RedisPool;
 use crate::upstream::Upstream;
 
-pub use crate::body::{
-    PAYGUARD_ATTEMPTS, PAYGUARD_IDEMPOTENCY_KEY, ProxyBody, attempts_value, full,
-};
+use crate::body::attempts_value;
+pub use crate::body::{PAYGUARD_ATTEMPTS, PAYGUARD_IDEMPOTENCY_KEY, ProxyBody, full};
 
 mod attempt;
 mod dispatch;
@@ -150,9 +149,9 @@ impl ProxyState {
         }
         let elapsed = started.elapsed();
         let status = response.status();
-        route.series.observe(status, origin, elapsed);
+        route.series().observe(status, origin, elapsed);
         if attempts > 0 {
-            route.series.result(status, attempts);
+            route.series().result(status, attempts);
         }
         tracing::info!(
             route = route.name,

@@ -1,6 +1,6 @@
 //! The route table as the request path uses it: each route beside the metric series its
-//! requests feed ([`RouteSeries`]), so matching a request finds both and no series is looked
-//! up by label on the way.
+//! requests feed ([`RouteSeries`]), so matching a request finds both, and its count,
+//! duration, attempts and result are not looked up by label on the way.
 
 use std::ops::Deref;
 
@@ -9,6 +9,7 @@ use http::Method;
 use crate::metrics::{Metrics, RouteSeries};
 use crate::route::{RouteSpec, RouteTable};
 
+/// The routes, each with its series, and the default route with its own.
 pub(super) struct Routes {
     table: RouteTable,
     /// In the table's order.
@@ -20,13 +21,18 @@ pub(super) struct Routes {
 #[derive(Clone, Copy)]
 pub struct Routed<'a> {
     spec: &'a RouteSpec,
-    pub series: &'a RouteSeries,
+    series: &'a RouteSeries,
 }
 
 impl<'a> Routed<'a> {
     /// The route's settings, for as long as the table lives.
     pub fn spec(self) -> &'a RouteSpec {
         self.spec
+    }
+
+    /// The series its requests feed.
+    pub fn series(self) -> &'a RouteSeries {
+        self.series
     }
 }
 
@@ -53,15 +59,13 @@ impl Routes {
         }
     }
 
-    /// The first route that matches, or the default route ([`RouteTable::lookup`]).
+    /// The first route that matches, or the default route, as [`RouteTable::lookup`] finds it.
     pub(super) fn lookup(&self, method: &Method, path: &str) -> Routed<'_> {
-        let (spec, series) = self
-            .table
-            .routes()
-            .iter()
-            .zip(&self.series)
-            .find(|(r, _)| r.pattern.matches(method, path))
-            .unwrap_or((self.table.default_route(), &self.default));
+        let found = self.table.position(method, path).and_then(|i| {
+            let spec = self.table.routes().get(i)?;
+            Some((spec, self.series.get(i)?))
+        });
+        let (spec, series) = found.unwrap_or((self.table.default_route(), &self.default));
         Routed { spec, series }
     }
 }

@@ -57,7 +57,7 @@ impl ProxyState {
             keyed: route.profile.has_key(&parts.headers),
             profile: route.profile,
         };
-        let observer = routed.series.observer();
+        let observer = routed.series().observer();
         let finished = retry::send_with_retries(
             &once,
             deadline,
