@@ -85,7 +85,7 @@ fn ok_response(body: &'static str) -> Response<ProxyBody> {
 
 #[tokio::test]
 async fn replays_leave_no_waiter_entries_behind() {
-    let (idem, m) = (layer(100), Metrics::new([]).unwrap());
+    let (idem, m) = (layer(100), Metrics::new().unwrap());
     let Admission::Forward {
         guard: Some(guard), ..
     } = admit(&idem, &m, "k").await
@@ -109,7 +109,7 @@ async fn replays_leave_no_waiter_entries_behind() {
 
 #[tokio::test]
 async fn a_full_store_forwards_without_making_payguard_unready() {
-    let (idem, m) = (layer(1), Metrics::new([]).unwrap());
+    let (idem, m) = (layer(1), Metrics::new().unwrap());
     let first = admit(&idem, &m, "a").await;
     assert!(matches!(first, Admission::Forward { guard: Some(_), .. }));
     let second = admit(&idem, &m, "b").await;
@@ -125,7 +125,7 @@ async fn a_full_store_forwards_without_making_payguard_unready() {
 
 #[tokio::test]
 async fn a_keyless_request_on_a_windowed_route_fails_closed_when_it_cannot_be_bound() {
-    let (idem, m) = (layer(1), Metrics::new([]).unwrap());
+    let (idem, m) = (layer(1), Metrics::new().unwrap());
     let mut spec = route();
     spec.idempotency.dedup_window = Some(Duration::from_secs(600));
     // One record fills the store.
@@ -183,7 +183,7 @@ impl http_body::Body for Never {
 
 #[tokio::test]
 async fn a_finish_cut_short_releases_the_key() {
-    let (idem, m) = (layer(100), Metrics::new([]).unwrap());
+    let (idem, m) = (layer(100), Metrics::new().unwrap());
     let Admission::Forward {
         guard: Some(guard), ..
     } = admit(&idem, &m, "k").await
@@ -275,7 +275,7 @@ fn unanswering(hang: bool) -> (Idempotency, Arc<Unanswering>) {
 
 #[tokio::test]
 async fn a_claim_whose_answer_was_lost_leaves_no_ghost_behind() {
-    let m = Metrics::new([]).unwrap();
+    let m = Metrics::new().unwrap();
     let (idem, store) = unanswering(false);
     let first = admit(&idem, &m, "ghost").await;
     assert!(
@@ -293,7 +293,7 @@ async fn a_claim_whose_answer_was_lost_leaves_no_ghost_behind() {
 
 #[tokio::test(start_paused = true)]
 async fn a_store_that_never_answers_is_bounded() {
-    let m = Metrics::new([]).unwrap();
+    let m = Metrics::new().unwrap();
     let (idem, _) = unanswering(true);
     let started = tokio::time::Instant::now();
     let admission = admit(&idem, &m, "hung").await;

@@ -18,7 +18,6 @@ pub mod resolver;
 pub mod retry;
 mod route;
 
-use http::StatusCode;
 use prometheus::{Encoder, HistogramVec, IntCounterVec, IntGauge, Registry, TextEncoder};
 
 pub use idempotency::IdempotencyMetrics;
@@ -75,11 +74,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every family, with a zeroed series for each route so dashboards show
-    /// configured routes before their first request.
-    pub fn new<'a>(
-        routes: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Metrics, prometheus::Error> {
+    /// Registers every family. A route's series, zeroed ones included, are made when the
+    /// route table is built ([`Metrics::route`]).
+    pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = counter(
             &registry,
@@ -129,7 +126,7 @@ impl Metrics {
             "payguard_config_restart_required",
             "1 while a reloaded config changed settings that need a restart.",
         )?;
-        let metrics = Metrics {
+        Ok(Metrics {
             streamed,
             streamed_bytes,
             reloads,
@@ -143,21 +140,7 @@ impl Metrics {
             requests,
             duration,
             in_flight,
-        };
-        for name in routes {
-            metrics.preregister(name);
-        }
-        Ok(metrics)
-    }
-
-    /// Zeroed series for the route named `route`, so dashboards and alerts see a configured
-    /// route (and rare events such as refusals) before they first happen: at start, and for a
-    /// route a reload adds, when its series are resolved ([`Metrics::route`]).
-    fn preregister(&self, route: &str) {
-        self.duration.with_label_values(&[route]);
-        self.retry.preregister(route);
-        self.idempotency.preregister(route);
-        self.resolver.preregister(route);
+        })
     }
 
     /// Marks a request as started; the guard marks it finished when dropped, so a request
@@ -200,26 +183,19 @@ impl Drop for InFlight {
     }
 }
 
-pub(crate) fn status_class(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use http::StatusCode;
 
     use super::*;
 
     #[test]
     fn routes_are_preregistered_and_requests_counted() {
-        let m = Metrics::new(["refunds", "default"]).unwrap();
+        let m = Metrics::new().unwrap();
         let refunds = m.route("refunds");
+        let _default = m.route("default");
         refunds.observe(StatusCode::OK, Origin::Upstream, Duration::from_millis(12));
         refunds.observe(
             StatusCode::BAD_GATEWAY,
@@ -242,7 +218,7 @@ mod tests {
 
     #[test]
     fn in_flight_guard_decrements_on_drop() {
-        let m = Metrics::new([]).unwrap();
+        let m = Metrics::new().unwrap();
         let guard = m.start();
         assert!(m.render().contains("payguard_requests_in_flight 1"));
         drop(guard);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use http::{Response, StatusCode};
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
 
-use super::{Metrics, Origin, status_class};
+use super::{Metrics, Origin};
 use crate::retry::{AttemptError, Observer, RetryReason, Stop};
 
 /// How many labels an attempt's outcome can take: 429, the five status classes, and the five
@@ -72,14 +72,15 @@ impl<const N: usize> Children<N> {
 }
 
 impl Metrics {
-    /// The series of the route named `route`. Its zeroed series exist from here on (so
-    /// dashboards see a configured route before its first request); the others appear when
-    /// first counted.
+    /// The series of the route named `route`, made for every route when the route table is
+    /// built (at start and at each reload). Its zeroed series exist from here on, so
+    /// dashboards and alerts see a configured route (and rare events such as refusals) before
+    /// they first happen; the others appear when first counted.
     pub fn route(&self, route: &str) -> RouteSeries {
-        // What start-up does for every configured route, so a route a reload adds gets its
-        // zeroed series too.
-        self.preregister(route);
         let retry = &self.retry;
+        retry.preregister(route);
+        self.idempotency.preregister(route);
+        self.resolver.preregister(route);
         RouteSeries {
             route: route.to_owned(),
             requests: Children::new(&self.requests),
@@ -127,7 +128,10 @@ fn origin_slot(origin: Origin) -> usize {
     }
 }
 
-/// Where a status falls among 1xx to 5xx (anything else counts as 5xx, as [`status_class`]).
+/// The `status_class` label values, by [`status_slot`].
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Where a status falls among 1xx to 5xx; anything else counts as 5xx.
 fn status_slot(status: StatusCode) -> usize {
     match status.as_u16() {
         100..=199 => 0,
@@ -136,6 +140,11 @@ fn status_slot(status: StatusCode) -> usize {
         400..=499 => 3,
         _ => 4,
     }
+}
+
+/// A status as its `status_class` label: derived from its slot, so the two cannot disagree.
+fn status_class(status: StatusCode) -> &'static str {
+    STATUS_CLASSES[status_slot(status)]
 }
 
 /// An attempt's outcome as the `outcome` label of `payguard_upstream_attempts_total`, and its
@@ -250,7 +259,7 @@ mod tests {
 
     #[test]
     fn series_count_under_the_labels_a_lookup_would_use() {
-        let m = Metrics::new(["refunds"]).unwrap();
+        let m = Metrics::new().unwrap();
         let series = m.route("refunds");
         series.observe(StatusCode::OK, Origin::Upstream, Duration::from_millis(5));
         series.observe(StatusCode::OK, Origin::Upstream, Duration::from_millis(5));

@@ -21,15 +21,13 @@ use crate::journal::{self, Journal, JournalStore};
 use crate::load::Load;
 use crate::metrics::Metrics;
 use crate::retry::Jitter;
-use crate::route::DEFAULT_ROUTE;
 use crate::route::RouteTable;
 use crate::shared::RedisPool;
 use crate::upstream::Upstream;
 
 impl ProxyState {
     pub fn new(config: &Config) -> anyhow::Result<ProxyState> {
-        let names = config.routes.iter().map(|r| r.name.as_str());
-        let metrics = Arc::new(Metrics::new(names.chain([DEFAULT_ROUTE]))?);
+        let metrics = Arc::new(Metrics::new()?);
         let spec = &config.idempotency;
         let redis = match &config.redis {
             Some(r) => Some(Arc::new(RedisPool::new(r)?)),

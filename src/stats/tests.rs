@@ -16,8 +16,9 @@ fn reply(status: u16) -> Result<Response<()>, AttemptError> {
 /// Three charges: one at once, one after a lost connection and a 500, one failed for good
 /// after two 503s; plus one replay answered by payguard.
 fn traffic() -> Metrics {
-    let m = Metrics::new(["charges", "default"]).unwrap();
+    let m = Metrics::new().unwrap();
     let charges = m.route("charges");
+    let _default = m.route("default");
     let observer = charges.observer();
     let ms = Duration::from_millis;
     observer.attempt(&reply(200), ms(4));
