@@ -163,18 +163,18 @@ impl RouteTable {
         RouteTable { routes, default }
     }
 
-    /// The first route that matches, or the default route.
-    pub fn lookup(&self, method: &Method, path: &str) -> &RouteSpec {
-        self.position(method, path)
-            .and_then(|i| self.routes.get(i))
-            .unwrap_or(&self.default)
-    }
-
-    /// Where in [`Self::routes`] the first route that matches is; `None` for the default.
-    pub fn position(&self, method: &Method, path: &str) -> Option<usize> {
-        self.routes
+    /// The first route that matches and its place in [`Self::routes`], or the default route
+    /// and `None`.
+    pub fn lookup(&self, method: &Method, path: &str) -> (Option<usize>, &RouteSpec) {
+        let found = self
+            .routes
             .iter()
-            .position(|r| r.pattern.matches(method, path))
+            .enumerate()
+            .find(|(_, r)| r.pattern.matches(method, path));
+        match found {
+            Some((at, route)) => (Some(at), route),
+            None => (None, &self.default),
+        }
     }
 
     /// The configured routes, in the order they are tried.
@@ -268,7 +268,7 @@ mod tests {
             spec("writes", "POST /*", twice),
         ];
         let table = RouteTable::new(routes, spec(DEFAULT_ROUTE, "* /*", policy.clone()));
-        let name = |m, p| table.lookup(&m, p).name.as_str();
+        let name = |m, p| table.lookup(&m, p).1.name.as_str();
         assert_eq!(
             name(Method::POST, "/v1/payment_intents/pi_1/confirm"),
             "confirm"
@@ -278,16 +278,17 @@ mod tests {
         assert_eq!(
             table
                 .lookup(&Method::POST, "/v1/refunds")
+                .1
                 .retry
                 .max_attempts,
             2
         );
         assert_eq!(
-            table.lookup(&Method::GET, "/").retry,
+            table.lookup(&Method::GET, "/").1.retry,
             policy,
             "default policy"
         );
-        assert_eq!(table.position(&Method::POST, "/v1/refunds"), Some(1));
-        assert_eq!(table.position(&Method::GET, "/"), None, "the default route");
+        assert_eq!(table.lookup(&Method::POST, "/v1/refunds").0, Some(1));
+        assert_eq!(table.lookup(&Method::GET, "/").0, None, "the default route");
     }
 }

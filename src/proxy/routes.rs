@@ -59,13 +59,11 @@ impl Routes {
         }
     }
 
-    /// The first route that matches, or the default route, as [`RouteTable::lookup`] finds it.
+    /// The route [`RouteTable::lookup`] finds, with its series.
     pub(super) fn lookup(&self, method: &Method, path: &str) -> Routed<'_> {
-        let found = self.table.position(method, path).and_then(|i| {
-            let spec = self.table.routes().get(i)?;
-            Some((spec, self.series.get(i)?))
-        });
-        let (spec, series) = found.unwrap_or((self.table.default_route(), &self.default));
+        let (at, spec) = self.table.lookup(method, path);
+        // Built in the table's order, so a configured route always has its own.
+        let series = at.and_then(|i| self.series.get(i)).unwrap_or(&self.default);
         Routed { spec, series }
     }
 }
