@@ -22,13 +22,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::store::{Change, JournalError, JournalFuture, JournalStore, Write};
 use super::{Entry, Id};
-use crate::idempotency::writer::{StoreFile, WriteFailed};
+use crate::idempotency::writer::{KeyTable, StoreFile, WriteFailed};
 
-const JOURNAL: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("journal");
+const JOURNAL: KeyTable = KeyTable::new("journal");
 
 pub struct EmbeddedJournal {
     file: StoreFile,
@@ -78,9 +78,9 @@ impl EmbeddedJournal {
     ) -> impl Future<Output = Result<Option<Entry>, JournalError>> + Send + 'static {
         let max = self.max_entries;
         // The change's one insert or remove is its last step: a failure has written nothing.
-        self.file.write(durable, move |txn| {
+        self.file.write(durable, move |tables| {
             let after = {
-                let mut table = txn.open_table(JOURNAL).map_err(backend)?;
+                let table = tables.open(JOURNAL).map_err(backend)?;
                 let existing = table
                     .get(&id)
                     .map_err(backend)?

@@ -30,22 +30,19 @@ mod index;
 
 use std::path::Path;
 
-use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
-};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::fingerprint::Digest;
 use super::store::decide_complete;
 use super::store::{
     BindRequest, Claim, ClaimRequest, Record, Store, StoreError, StoreFuture, StoredResponse,
 };
-use super::writer::{StoreFile, WriteFailed};
+use super::writer::{KeyTable, StoreFile, Tables, WriteFailed};
 use index::{FileRead, Index, Indexer, KeyFilter};
 
 const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
-const RECORDS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("records");
+const RECORDS: KeyTable = KeyTable::new("records");
 
 pub struct EmbeddedStore {
     /// Dropped first: it stops its scan and lets go of the file before the writer does.
@@ -130,9 +127,9 @@ impl EmbeddedStore {
     /// Inserts `record` under `key` in the writer's transaction, and returns how many records
     /// the table then holds. The insert is the last step that can fail, so a failure has
     /// written nothing (the writer's contract).
-    fn put(txn: &WriteTransaction, key: &Digest, record: &Record) -> Result<usize, StoreError> {
+    fn put(tables: &mut Tables<'_>, key: &Digest, record: &Record) -> Result<usize, StoreError> {
         let encoded = record.encode()?;
-        let mut table = txn.open_table(RECORDS).map_err(backend)?;
+        let table = tables.open(RECORDS).map_err(backend)?;
         table.insert(key, encoded.as_slice()).map_err(backend)?;
         Ok(table.len().map_err(backend)? as usize)
     }
@@ -173,7 +170,7 @@ impl Store for EmbeddedStore {
         expires_at: u64,
     ) -> StoreFuture<'a, bool> {
         let (key, index, settled) = (*key, self.index.clone(), self.index.clone());
-        let write = move |txn: &WriteTransaction| {
+        let write = move |tables: &mut Tables<'_>| {
             let record = {
                 let mut state = index.lock();
                 let claim = state.held.get(&key).cloned();
@@ -186,7 +183,7 @@ impl Store for EmbeddedStore {
                 state.filter.insert(&key);
                 record
             };
-            let stored = Self::put(txn, &key, &record)?;
+            let stored = Self::put(tables, &key, &record)?;
             index.lock().stored = stored;
             Ok(true)
         };
@@ -207,9 +204,9 @@ impl Store for EmbeddedStore {
     fn bind<'a>(&'a self, req: BindRequest<'a>) -> StoreFuture<'a, String> {
         let (key, max, rule) = (*req.key, self.max_records, req.rule());
         let index = self.index.clone();
-        Box::pin(self.file.write(true, move |txn| {
+        Box::pin(self.file.write(true, move |tables| {
             let (bound, write, is_new) = {
-                let table = txn.open_table(RECORDS).map_err(backend)?;
+                let table = tables.open(RECORDS).map_err(backend)?;
                 let existing = table.get(&key).map_err(backend)?;
                 let is_new = existing.is_none();
                 let existing = existing.map(|v| Record::decode(v.value())).transpose()?;
@@ -226,7 +223,7 @@ impl Store for EmbeddedStore {
                 }
                 state.filter.insert(&key);
             }
-            let stored = Self::put(txn, &key, &record)?;
+            let stored = Self::put(tables, &key, &record)?;
             index.lock().stored = stored;
             Ok(bound)
         }))
@@ -241,8 +238,8 @@ impl Store for EmbeddedStore {
         };
         let (index, max) = (self.index.clone(), self.max_records);
         // Durable, as it was alone: a pruned record must not come back after a crash half way.
-        Box::pin(self.file.write(true, move |txn| {
-            let mut table = txn.open_table(RECORDS).map_err(backend)?;
+        Box::pin(self.file.write(true, move |tables| {
+            let table = tables.open(RECORDS).map_err(backend)?;
             let before = table.len().map_err(backend)?;
             // The filter is rebuilt from the records kept, which clears the deleted keys. Should
             // the commit fail, the expired records it leaves are ones a claim treats as absent.
