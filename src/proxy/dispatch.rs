@@ -80,19 +80,18 @@ impl ProxyState {
         // What a keyed request is (tenant, method, target, body), computed once: the
         // idempotency layer and the journal both key on it.
         let identity = RequestIdentity::of(route.keyed(), &parts, &body);
-        let admitted = self
-            .admit(
-                &mut parts,
-                &body,
-                route,
-                identity.as_ref(),
-                deadline,
-                journaled,
-            )
-            .await;
-        let admitted = match admitted {
-            Ok(admitted) => admitted,
-            Err(answered) => return answered,
+        let admitted = match &identity {
+            // A method the provider does not key (a GET): nothing to claim or journal.
+            None => Admitted::default(),
+            Some(identity) => {
+                let admitted = self
+                    .admit(&mut parts, &body, route, identity, deadline, journaled)
+                    .await;
+                match admitted {
+                    Ok(admitted) => admitted,
+                    Err(answered) => return answered,
+                }
+            }
         };
 
         crate::crash_point!(crate::crashpoints::AFTER_CLAIM);
@@ -115,6 +114,14 @@ impl ProxyState {
         )
         .await;
         crate::crash_point!(crate::crashpoints::AFTER_RESPONSE);
+        if admitted.guard.is_none() && admitted.ticket.is_none() {
+            // Nothing to store or settle (a GET, say): the outcome is the answer. Kept out of
+            // `conclude`, whose future is kilobytes, so such a request never builds it.
+            let verdict = Verdict::of(&finished.outcome, facts);
+            let result = finished.outcome.map_err(ProxyError::from);
+            let forwarded = Forwarded::answered(result, finished.attempts, admitted.injected);
+            return (forwarded, verdict);
+        }
         self.conclude(facts, finished, admitted, deadline).await
     }
 
@@ -125,14 +132,20 @@ impl ProxyState {
         parts: &mut http::request::Parts,
         body: &Bytes,
         route: &RouteSpec,
-        identity: Option<&RequestIdentity>,
+        identity: &RequestIdentity,
         deadline: tokio::time::Instant,
         journaled: bool,
     ) -> Result<Admitted, (Forwarded, Verdict)> {
         let m = &self.metrics.idempotency;
         let admission = self
             .idempotency
-            .admit(route.keyed(), m, &mut parts.headers, identity, deadline)
+            .admit(
+                route.keyed(),
+                m,
+                &mut parts.headers,
+                Some(identity),
+                deadline,
+            )
             .await;
         let (guard, injected) = match admission {
             Admission::Forward { guard, injected } => (guard, injected),
@@ -150,7 +163,7 @@ impl ProxyState {
         };
         // Written when the first attempt is about to leave, not before: a request abandoned
         // while it queues must leave nothing for the resolver to send.
-        let ticket = identity.filter(|_| journaled).and_then(|identity| {
+        let ticket = journaled.then_some(identity).and_then(|identity| {
             let resends = |windowed| self.resolver.resends(&route.name, windowed);
             let bound_until = guard.as_ref().and_then(Guard::bound_until);
             journal::prepare(
@@ -224,22 +237,14 @@ impl ProxyState {
                 (result, verdict)
             }
         };
-        let forwarded = Forwarded {
-            result,
-            attempts: finished.attempts,
-            injected,
-            // Refused by a gate before any attempt left: payguard's own answer.
-            origin: match finished.attempts {
-                0 => Origin::Payguard,
-                _ => Origin::Upstream,
-            },
-        };
+        let forwarded = Forwarded::answered(result, finished.attempts, injected);
         (forwarded, verdict)
     }
 }
 
 /// A request the idempotency layer let through: its claim (if keyed), the key payguard chose
 /// for it (if any), and its journal ticket (if journaled).
+#[derive(Default)]
 struct Admitted {
     guard: Option<Guard>,
     injected: Option<http::HeaderValue>,

@@ -97,6 +97,24 @@ pub(crate) struct Forwarded {
 }
 
 impl Forwarded {
+    /// The end of a request that went through the attempts, `attempts` of which left.
+    fn answered(
+        result: Result<Response<ProxyBody>, ProxyError>,
+        attempts: u32,
+        injected: Option<HeaderValue>,
+    ) -> Forwarded {
+        Forwarded {
+            result,
+            attempts,
+            injected,
+            // Refused by a gate before any attempt left: payguard's own answer.
+            origin: match attempts {
+                0 => Origin::Payguard,
+                _ => Origin::Upstream,
+            },
+        }
+    }
+
     fn refused(e: ProxyError) -> Forwarded {
         Forwarded {
             result: Err(e),

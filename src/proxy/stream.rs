@@ -22,7 +22,6 @@ use hyper::body::Incoming;
 use super::{Forwarded, ProxyState, Routed};
 use crate::error::ProxyError;
 use crate::inbound::declared_length;
-use crate::metrics::Origin;
 use crate::retry::{self, AttemptError, RequestFacts, RetryPolicy};
 
 impl ProxyState {
@@ -78,14 +77,7 @@ impl ProxyState {
             },
         )
         .await;
-        Forwarded {
-            result: finished.outcome.map_err(ProxyError::from),
-            attempts: finished.attempts,
-            injected: None,
-            origin: match finished.attempts {
-                0 => Origin::Payguard,
-                _ => Origin::Upstream,
-            },
-        }
+        let result = finished.outcome.map_err(ProxyError::from);
+        Forwarded::answered(result, finished.attempts, None)
     }
 }
