@@ -24,8 +24,9 @@ ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS build
 
-# ring (rustls' crypto) compiles C and assembly, so the musl target needs musl-gcc. There is no
-# OpenSSL to link: TLS is rustls, and the CA roots are compiled in (webpki-roots).
+# ring (rustls' crypto) and mimalloc (the binary's allocator) compile C, so the musl target
+# needs musl-gcc. There is no OpenSSL to link: TLS is rustls, and the CA roots are compiled in
+# (webpki-roots).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 \
     && rm -rf /var/lib/apt/lists/* \
