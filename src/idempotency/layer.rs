@@ -27,27 +27,26 @@ impl Idempotency {
     /// route's provider profile) to `headers`, or replace the app's with the key of an
     /// identical earlier request ([`super::keys`]).
     ///
-    /// `identity` is the request's [`RequestIdentity`], computed once by the caller for the
-    /// methods the route's profile keys, and `None` for the others: those are forwarded
-    /// untouched.
+    /// `identity` is the request's [`RequestIdentity`], computed once by the caller. Only
+    /// the methods the route's profile keys have one (POST; GET and DELETE are idempotent by
+    /// definition), and the caller does not come here without it.
     pub async fn admit(
         &self,
         spec: KeyedRoute<'_>,
         m: &IdempotencyMetrics,
         headers: &mut HeaderMap,
-        identity: Option<&RequestIdentity>,
+        identity: &RequestIdentity,
         deadline: tokio::time::Instant,
     ) -> Admission {
-        // Keys are for the methods the provider keys (POST; GET and DELETE are idempotent by
-        // definition: no identity), and a request without credentials will be refused by the
-        // provider: nothing to deduplicate.
-        let Some((scope, print)) = identity.and_then(|i| Some((i.scope?, i.fingerprint))) else {
+        // A request without credentials will be refused by the provider: nothing to
+        // deduplicate.
+        let Some(scope) = identity.scope else {
             return Admission::Forward {
                 guard: None,
                 injected: None,
             };
         };
-        let windowed = identity.is_some_and(|i| i.windowed);
+        let (print, windowed) = (identity.fingerprint, identity.windowed);
         match self
             .choose_key(spec, m, headers, &scope, &print, windowed)
             .await

@@ -70,7 +70,7 @@ async fn admit(idem: &Idempotency, m: &Metrics, key: &str) -> Admission {
         route().keyed(),
         &m.idempotency,
         &mut headers,
-        Some(&identity),
+        &identity,
         deadline,
     )
     .await
@@ -149,7 +149,7 @@ async fn a_keyless_request_on_a_windowed_route_fails_closed_when_it_cannot_be_bo
             spec.keyed(),
             &m.idempotency,
             &mut headers,
-            Some(&identity),
+            &identity,
             deadline,
         )
         .await;

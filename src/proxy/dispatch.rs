@@ -139,13 +139,7 @@ impl ProxyState {
         let m = &self.metrics.idempotency;
         let admission = self
             .idempotency
-            .admit(
-                route.keyed(),
-                m,
-                &mut parts.headers,
-                Some(identity),
-                deadline,
-            )
+            .admit(route.keyed(), m, &mut parts.headers, identity, deadline)
             .await;
         let (guard, injected) = match admission {
             Admission::Forward { guard, injected } => (guard, injected),
