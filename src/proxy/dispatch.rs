@@ -118,9 +118,7 @@ impl ProxyState {
             // Nothing to store or settle (a GET, say): the outcome is the answer. Kept out of
             // `conclude`, whose future is kilobytes, so such a request never builds it.
             let verdict = Verdict::of(&finished.outcome, facts);
-            let result = finished.outcome.map_err(ProxyError::from);
-            let forwarded = Forwarded::answered(result, finished.attempts, admitted.injected);
-            return (forwarded, verdict);
+            return (Forwarded::outcome(finished, admitted.injected), verdict);
         }
         self.conclude(facts, finished, admitted, deadline).await
     }

@@ -115,6 +115,13 @@ impl Forwarded {
         }
     }
 
+    /// The end of a request whose attempts' outcome is its answer, as it is: nothing stored
+    /// or settled after them.
+    fn outcome(finished: crate::retry::Finished<ProxyBody>, injected: Option<HeaderValue>) -> Self {
+        let result = finished.outcome.map_err(ProxyError::from);
+        Forwarded::answered(result, finished.attempts, injected)
+    }
+
     fn refused(e: ProxyError) -> Forwarded {
         Forwarded {
             result: Err(e),

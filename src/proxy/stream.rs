@@ -77,7 +77,6 @@ impl ProxyState {
             },
         )
         .await;
-        let result = finished.outcome.map_err(ProxyError::from);
-        Forwarded::answered(result, finished.attempts, None)
+        Forwarded::outcome(finished, None)
     }
 }
