@@ -178,7 +178,10 @@ impl ProxyState {
         if attempts > 0 {
             route.series().result(status, attempts);
         }
+        // The request line, under its own target: it is the one line written in batches
+        // (`crate::telemetry`), and `RUST_LOG=payguard::access=off` turns it off alone.
         tracing::info!(
+            target: crate::telemetry::ACCESS,
             route = route.name,
             %method,
             path = target.path(),

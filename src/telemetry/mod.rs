@@ -6,18 +6,21 @@
 //! formatters (`Human`, `Json`, and `fields`): at level info the request line is written on
 //! every request, and upstream's formatters spent 12,000 instructions on it, a fifth of a
 //! pass-through GET. That layer keeps doing what it does well (a reused thread-local buffer,
-//! one `write` to stderr per line, span bookkeeping, the `log` bridge); what ours replace is
-//! what callgrind showed costing in its formatters: `write!` with a format string for every
-//! piece, the timestamp through padded `Display`s, ANSI styling (`nu_ansi_term`) computed for
-//! every field name even with colours off, and the field visitors (see `fields`). The line
-//! says the same: timestamp (RFC 3339, microseconds, UTC), level, spans, target and fields.
+//! span bookkeeping, the `log` bridge); what ours replace is what callgrind showed costing in
+//! its formatters: `write!` with a format string for every piece, the timestamp through
+//! padded `Display`s, ANSI styling (`nu_ansi_term`) computed for every field name even with
+//! colours off, and the field visitors (see `fields`). The line says the same: timestamp
+//! (RFC 3339, microseconds, UTC), level, spans, target and fields. The lines reach stderr
+//! through `output`, in batches rather than a `write` each.
 
 mod fields;
+mod output;
 #[cfg(test)]
 mod tests;
 
 use std::cell::RefCell;
 use std::fmt::{self, Write};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing::{Event, Level, Subscriber};
@@ -28,6 +31,11 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFi
 use tracing_subscriber::registry::LookupSpan;
 
 use fields::{Escape, FieldWriter, Syntax, escape};
+use output::Output;
+pub use output::{ACCESS, Batching};
+
+/// Where the installed subscriber writes, for [`batch`].
+static OUTPUT: OnceLock<Output> = OnceLock::new();
 
 /// How log lines are written: for a terminal, or one JSON object per line for a collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +49,11 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(level))?;
     // Colours only on a terminal: escape codes in a log file or pipeline are noise.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let output = OUTPUT.get_or_init(Output::stderr).clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(output);
     // The field formatters stay upstream's: they only write the fields of spans (which only
     // dependencies open, at debug and trace), once when a span opens, not per event.
     let result = match format {
@@ -60,10 +69,17 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
 }
 
+/// Batches the request lines ([`output`]) until the guard is dropped.
+/// Call it inside the tokio runtime, after [`init`]; without an installed logger it does
+/// nothing.
+pub fn batch() -> Option<Batching> {
+    OUTPUT.get().map(Output::batch)
+}
+
 const DIM: &str = "\x1b[2m";
 const RESET: &str = "\x1b[0m";
 
-/// `2024-05-01T12:00:00.123456Z  INFO payguard::proxy: request route="reads" status=200`:
+/// `2024-05-01T12:00:00.123456Z  INFO payguard::access: request route="reads" status=200`:
 /// tracing-subscriber's default layout. With colours, the level is coloured and the
 /// timestamp and target dimmed as there; field names are no longer italic.
 #[derive(Debug, Default)]
