@@ -69,7 +69,7 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
 }
 
-/// Batches the request lines ([`output`]) until the guard is dropped.
+/// Batches the request lines (see `output`) until the guard is dropped.
 /// Call it inside the tokio runtime, after [`init`]; without an installed logger it does
 /// nothing.
 pub fn batch() -> Option<Batching> {
