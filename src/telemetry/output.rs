@@ -6,8 +6,12 @@
 //! not make. So, as nginx buffers its access log (`access_log … buffer= flush=`) but not its
 //! error log, the request lines (target [`ACCESS`]) gather here and leave together:
 //!
-//! - the first line after a write arms a timer of [`FLUSH_EVERY`]; whatever has gathered
-//!   when it fires goes out in one write;
+//! - a line that comes [`FLUSH_EVERY`] or more after the last write goes out at once: at a
+//!   sidecar's usual pace (the shipped limiter's 9.8 requests a second) there is nothing to
+//!   batch, and arming a timer per line cost an `eventfd` write and a wake-up per request
+//!   (syscalls.sh's default row);
+//! - a line that comes sooner waits: the first of them arms a timer of [`FLUSH_EVERY`], and
+//!   whatever has gathered when it fires goes out in one write;
 //! - a batch that reaches [`FLUSH_BYTES`] goes out at once, which bounds the memory;
 //! - any other line (start-up, reloads, warnings, errors) goes out at once, after the
 //!   request lines gathered before it, so the order stays and nothing else is held back.
@@ -25,13 +29,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tracing::Metadata;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// The target of the request lines, the only ones batched.
 pub const ACCESS: &str = "payguard::access";
 
-/// The longest a request line waits before it is written.
+/// The longest a request line waits before it is written, and how long after a write a line
+/// must come to be written at once.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
 /// The most a batch holds before it is written without waiting for the timer.
@@ -52,6 +58,8 @@ struct Shared {
 struct State {
     pending: Vec<u8>,
     sink: Box<dyn Write + Send>,
+    /// When the last write was made.
+    written_at: Instant,
 }
 
 impl State {
@@ -62,7 +70,17 @@ impl State {
             let _ = self.sink.write_all(&self.pending);
             let _ = self.sink.flush();
             self.pending.clear();
+            self.written_at = Instant::now();
         }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A line is plain bytes: a panic while one was appended leaves nothing inconsistent.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -78,18 +96,11 @@ impl Output {
             state: Mutex::new(State {
                 pending: Vec::with_capacity(FLUSH_BYTES),
                 sink,
+                written_at: Instant::now(),
             }),
             batching: AtomicBool::new(false),
             first_line: Notify::new(),
         }))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A line is plain bytes: a panic while one was appended leaves nothing inconsistent.
-        self.0
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts batching: spawns the timer task on the current tokio runtime. Lines are
@@ -100,7 +111,7 @@ impl Output {
             loop {
                 shared.first_line.notified().await;
                 tokio::time::sleep(FLUSH_EVERY).await;
-                Output(shared.clone()).lock().write_out();
+                shared.lock().write_out();
             }
         });
         self.0.batching.store(true, Ordering::Release);
@@ -112,10 +123,14 @@ impl Output {
 
     /// Appends one formatted line (tracing-subscriber writes each event with one call).
     fn append(&self, line: &[u8], urgent: bool) {
-        let mut state = self.lock();
+        let mut state = self.0.lock();
         let first = state.pending.is_empty();
         state.pending.extend_from_slice(line);
-        if urgent || !self.0.batching.load(Ordering::Acquire) || state.pending.len() >= FLUSH_BYTES
+        let sparse = first && state.written_at.elapsed() >= FLUSH_EVERY;
+        if urgent
+            || sparse
+            || !self.0.batching.load(Ordering::Acquire)
+            || state.pending.len() >= FLUSH_BYTES
         {
             state.write_out();
         } else if first {
@@ -134,7 +149,7 @@ impl Drop for Batching {
     fn drop(&mut self) {
         self.timer.abort();
         self.output.0.batching.store(false, Ordering::Release);
-        self.output.lock().write_out();
+        self.output.0.lock().write_out();
     }
 }
 

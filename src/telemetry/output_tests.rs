@@ -99,6 +99,26 @@ async fn request_lines_gather_and_leave_together_after_the_interval() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_request_line_long_after_the_last_write_goes_at_once() {
+    let (output, sink) = output();
+    let _batching = output.batch();
+    request(&output, "first");
+    tokio::time::sleep(FLUSH_EVERY * 2).await;
+    assert_eq!(sink.writes(), 1);
+    // At a sidecar's usual pace: nothing to batch, so no timer and no wait.
+    tokio::time::sleep(FLUSH_EVERY).await;
+    request(&output, "sparse");
+    assert_eq!(sink.writes(), 2);
+    assert_eq!(sink.text(), "first\nsparse\n");
+    // One soon after it waits for the timer.
+    tokio::time::sleep(FLUSH_EVERY / 5).await;
+    request(&output, "dense");
+    assert_eq!(sink.writes(), 2);
+    tokio::time::sleep(FLUSH_EVERY + FLUSH_EVERY / 10).await;
+    assert_eq!(sink.text(), "first\nsparse\ndense\n");
+}
+
+#[tokio::test(start_paused = true)]
 async fn other_lines_go_at_once_after_the_request_lines_before_them() {
     let (output, sink) = output();
     let _batching = output.batch();
@@ -142,5 +162,5 @@ async fn a_closed_stderr_drops_lines_instead_of_keeping_them() {
     let output = Output::to(Box::new(Closed));
     let _batching = output.batch();
     log(&output, false, "nobody reads this");
-    assert!(output.lock().pending.is_empty());
+    assert!(output.0.lock().pending.is_empty());
 }
